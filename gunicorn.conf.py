@@ -1,0 +1,62 @@
+"""Gunicorn settings: `gunicorn --config gunicorn.conf.py sharepoint_proxy.wsgi:app`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _env_number(name: str, default: int) -> int:
+    """Read a whole number from the environment; the app's config check reports bad values."""
+    try:
+        return int(float(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+bind = f"0.0.0.0:{_env_number('PORT', 8080)}"
+worker_class = "gthread"
+workers = _env_number("WEB_CONCURRENCY", 2)
+threads = _env_number("GUNICORN_THREADS", 8)
+
+# A request may work up to RESPONSE_DEADLINE_SECONDS before it answers 202; a worker is only
+# killed as stuck well after that.
+timeout = _env_number("RESPONSE_DEADLINE_SECONDS", 45) + 30
+# On SIGTERM, in-flight transfers get this long to finish or be journaled for a retry.
+graceful_timeout = 60
+
+accesslog = "-"
+errorlog = "-"
+
+# No preload_app: each worker builds its own app, so the minio client (and its urllib3 pool)
+# never crosses a fork.
+preload_app = False
+
+# Heartbeat files in RAM, not on the container's overlay filesystem.
+if Path("/dev/shm").is_dir():
+    worker_tmp_dir = "/dev/shm"
+
+# Nobody drives gunicornc inside the container, and the image user has no home to put it in.
+control_socket_disable = True
+
+
+def on_starting(server: Any) -> None:
+    """Clear metric files left by an earlier run, so /metrics starts from this run's workers."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges from the multiprocess metrics."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    # Imported here so the file loads where prometheus_client is not installed.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
