@@ -1,0 +1,423 @@
+"""Talk to Microsoft Graph: resolve the library once, then upload, delete and list by path."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote, unquote, urlsplit
+
+import requests
+import stamina
+from requests.adapters import HTTPAdapter
+
+from . import __version__
+from .config import Config
+from .errors import (
+    ConfigError,
+    PermanentError,
+    ThrottledError,
+    TransientError,
+    UploadSessionLostError,
+)
+from .minio_source import Readable
+from .paths import quote_path
+from .tokens import TokenSource
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"NONISV|sharepoint-proxy|sharepoint-proxy/{__version__}"
+TIMEOUT = (10, 60)  # (connect, read) seconds for ordinary calls
+CHUNK_TIMEOUT = (10, 180)  # a 60 MiB chunk may take a while to be acknowledged
+RETRY_ATTEMPTS = 6
+RETRY_BUDGET_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class DriveInfo:
+    """The document library the mirror writes to."""
+
+    id: str
+    name: str
+    web_url: str
+    site_id: str
+
+
+class Drive(Protocol):
+    """What the mirror needs from the library."""
+
+    def upload(self, path: str, stream: Readable, size: int) -> None:
+        """Write `size` bytes read from `stream` to `path`, replacing what is there."""
+        ...
+
+    def delete(self, path: str) -> bool:
+        """Delete the item at `path`; return False when it was already gone."""
+        ...
+
+    def ensure_folder(self, path: str) -> None:
+        """Create the folder at `path` and any missing parents."""
+        ...
+
+    def delete_folder_if_empty(self, path: str) -> bool:
+        """Delete the folder at `path` when it has no children; return whether it did."""
+        ...
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Return the seconds a Retry-After header asks for (delta-seconds or HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, moment.timestamp() - current)
+
+
+def make_session() -> requests.Session:
+    """Build the HTTP session Graph calls share: pooled connections and our User-Agent."""
+    session = requests.Session()
+    # Retries are ours (see GraphClient._call): they must honour Retry-After and tokens.
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+class GraphClient:
+    """Upload, delete and list items of one SharePoint library through Microsoft Graph."""
+
+    def __init__(
+        self,
+        config: Config,
+        tokens: TokenSource,
+        *,
+        session: requests.Session | None = None,
+        retry_budget_seconds: float = RETRY_BUDGET_SECONDS,
+        on_response: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self._base = config.graph_base_url
+        self._tokens = tokens
+        self._session = session or make_session()
+        self._simple_max = config.simple_upload_max_bytes
+        self._chunk_bytes = config.upload_chunk_bytes
+        self._permanent_delete = config.delete_mode == "permanent"
+        self._budget = retry_budget_seconds
+        self._on_response = on_response or (lambda kind, status: None)
+        self._drive: DriveInfo | None = None
+
+    # -- the library ---------------------------------------------------------------------
+
+    @property
+    def drive(self) -> DriveInfo:
+        """Return the resolved library; raise if `resolve_drive` has not succeeded yet."""
+        if self._drive is None:
+            raise TransientError("the document library is not resolved yet")
+        return self._drive
+
+    def resolve_drive(self, site_path: str, library: str | None) -> DriveInfo:
+        """Find the site and its library (default, or by name, URL name or id) and keep it."""
+        hostname, _, relative = site_path.partition(":")
+        site = self._call("GET", f"{self._base}/sites/{hostname}:{quote(relative, safe='/')}", kind="site")
+        site_json = _json(site, 200, "site")
+        site_id = site_json["id"]
+        if library is None:
+            drive_json = _json(self._call("GET", f"{self._base}/sites/{site_id}/drive", kind="drive"), 200, "drive")
+        else:
+            drives = list(self._paged(f"{self._base}/sites/{site_id}/drives", kind="drives"))
+            drive_json = _match_library(drives, library)
+        self._drive = DriveInfo(
+            id=drive_json["id"],
+            name=drive_json.get("name", ""),
+            web_url=drive_json.get("webUrl", ""),
+            site_id=site_id,
+        )
+        return self._drive
+
+    # -- items -------------------------------------------------------------------------------
+
+    def _item_url(self, path: str, suffix: str = "") -> str:
+        root = f"{self._base}/drives/{self.drive.id}/root"
+        if not path:
+            return root + (f"/{suffix}" if suffix else "")
+        return f"{root}:/{quote_path(path)}" + (f":/{suffix}" if suffix else "")
+
+    def upload(self, path: str, stream: Readable, size: int) -> None:
+        """Write `size` bytes from `stream` to `path`: one PUT when small, else a session."""
+        if size <= self._simple_max or size == 0:
+            self._upload_simple(path, _read_exactly(stream, size))
+        else:
+            self._upload_in_session(path, stream, size)
+
+    def _upload_simple(self, path: str, data: bytes) -> None:
+        url = self._item_url(path, "content")
+        response = self._call("PUT", url, kind="content", data=data, parent_of=path)
+        _expect(response, (200, 201), path)
+
+    def _upload_in_session(self, path: str, stream: Readable, size: int) -> None:
+        url = self._item_url(path, "createUploadSession")
+        body = {"item": {"@microsoft.graph.conflictBehavior": "replace"}}
+        response = self._call("POST", url, kind="create_session", json=body, parent_of=path)
+        upload_url = _json(response, 200, path)["uploadUrl"]
+        done = False
+        try:
+            offset = 0
+            while offset < size:
+                chunk = _read_exactly(stream, min(self._chunk_bytes, size - offset))
+                offset = self._put_chunk(upload_url, chunk, offset, size)
+            done = True
+        finally:
+            if not done:
+                self._cancel_session(upload_url)
+
+    def _put_chunk(self, upload_url: str, chunk: bytes, offset: int, size: int) -> int:
+        """Send one chunk held in memory, resuming where the server says; return the next offset."""
+        end = offset + len(chunk)
+        server_offset = offset
+        for attempt in self._retrying():
+            with attempt:
+                if attempt.num > 1:
+                    server_offset = self._next_expected(upload_url, default=offset)
+                    if server_offset >= end:
+                        return end  # the server kept the whole chunk before the failure
+                    if server_offset < offset:
+                        raise TransientError("upload session went backwards; starting over")
+                body = chunk if server_offset == offset else chunk[server_offset - offset :]
+                headers = {"Content-Range": f"bytes {server_offset}-{end - 1}/{size}"}
+                # No Authorization header: the upload URL carries its own credential.
+                response = self._send("PUT", upload_url, kind="upload_chunk", data=body,
+                                      headers=headers, authorize=False, timeout=CHUNK_TIMEOUT)
+                if response.status_code == 404:
+                    raise UploadSessionLostError("upload session expired or was cancelled")
+                if response.status_code == 416:
+                    raise TransientError("chunk out of range; asking the session where it stands")
+                if response.status_code in (200, 201):
+                    return size
+                if response.status_code == 202:
+                    return end
+                raise _unexpected(response, "upload session")
+        raise AssertionError("unreachable")  # pragma: no cover - stamina re-raises
+
+    def _next_expected(self, upload_url: str, *, default: int) -> int:
+        response = self._send("GET", upload_url, kind="session_status", authorize=False)
+        if response.status_code == 404:
+            raise UploadSessionLostError("upload session expired or was cancelled")
+        if response.status_code != 200:
+            raise _unexpected(response, "upload session status")
+        ranges = response.json().get("nextExpectedRanges") or []
+        if not ranges:
+            return default
+        return int(str(ranges[0]).split("-", 1)[0])
+
+    def _cancel_session(self, upload_url: str) -> None:
+        try:
+            self._send("DELETE", upload_url, kind="session_cancel", authorize=False)
+        except TransientError:
+            log.warning("upload.cancel_failed")
+
+    def delete(self, path: str) -> bool:
+        """Delete the item at `path` (recycle bin or permanently); False when already gone."""
+        if self._permanent_delete:
+            response = self._call("POST", self._item_url(path, "permanentDelete"), kind="delete")
+        else:
+            response = self._call("DELETE", self._item_url(path), kind="delete")
+        if response.status_code == 404:
+            return False
+        _expect(response, (200, 204), path)
+        return True
+
+    def get_item(self, path: str) -> dict[str, Any] | None:
+        """Return the driveItem at `path`, or None when there is none."""
+        response = self._call("GET", self._item_url(path), kind="item")
+        if response.status_code == 404:
+            return None
+        return _json(response, 200, path)
+
+    def list_children(self, path: str) -> Iterator[dict[str, Any]]:
+        """Yield the children of the folder at `path` ("" is the library's root)."""
+        url = self._item_url(path, "children")
+        yield from self._paged(url, kind="children", missing_ok=True)
+
+    def ensure_folder(self, path: str) -> None:
+        """Create the folder at `path`, creating missing parents only when Graph says so."""
+        if not path:
+            return
+        parent, _, name = path.rpartition("/")
+        body = {"name": name, "folder": {}, "@microsoft.graph.conflictBehavior": "fail"}
+        for _ in range(2):
+            response = self._call("POST", self._item_url(parent, "children"), kind="create_folder", json=body)
+            if response.status_code in (200, 201, 409):
+                return  # 409: it exists already, which is what we want
+            if response.status_code == 404 and parent:
+                self.ensure_folder(parent)
+                continue
+            raise _unexpected(response, path)
+        raise TransientError(f"could not create folder {path!r}")
+
+    def delete_folder_if_empty(self, path: str) -> bool:
+        """Delete the folder at `path` if it has no children; return whether it was deleted."""
+        for _child in self.list_children(path):
+            return False
+        return self.delete(path)
+
+    # -- transport ----------------------------------------------------------------------------
+
+    def _retrying(self) -> Any:
+        return stamina.retry_context(
+            on=self._backoff_hook, attempts=RETRY_ATTEMPTS, timeout=self._budget, wait_max=5.0
+        )
+
+    def _backoff_hook(self, exc: Exception) -> bool | float:
+        if isinstance(exc, UploadSessionLostError) or not isinstance(exc, TransientError):
+            return False
+        if exc.retry_after is not None:
+            # A wait longer than our budget goes back to the caller (the journal waits instead).
+            return exc.retry_after if exc.retry_after <= self._budget / 2 else False
+        return True
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        kind: str,
+        parent_of: str | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """Send an authorised, replayable request with retries; create parents on demand."""
+        created_parent = False
+        for attempt in self._retrying():
+            with attempt:
+                response = self._send(method, url, kind=kind, **kwargs)
+                if (
+                    parent_of is not None
+                    and not created_parent
+                    and response.status_code == 404
+                    and "/" in parent_of
+                ):
+                    # Graph answers 404 itemNotFound when the parent folder is missing.
+                    self.ensure_folder(parent_of.rsplit("/", 1)[0])
+                    created_parent = True
+                    response = self._send(method, url, kind=kind, **kwargs)
+                return response
+        raise AssertionError("unreachable")  # pragma: no cover - stamina re-raises
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        kind: str,
+        authorize: bool = True,
+        headers: dict[str, str] | None = None,
+        timeout: tuple[float, float] = TIMEOUT,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """Send one request; turn transport failures and retryable statuses into our errors."""
+        all_headers = dict(headers or {})
+        for refreshed in (False, True):
+            if authorize:
+                all_headers["Authorization"] = f"Bearer {self._tokens.token()}"
+            try:
+                response = self._session.request(method, url, headers=all_headers, timeout=timeout, **kwargs)
+            except requests.RequestException as exc:
+                self._on_response(kind, 0)
+                raise TransientError(f"Graph {kind} request failed: {type(exc).__name__}") from exc
+            self._on_response(kind, response.status_code)
+            if response.status_code == 401 and authorize and not refreshed:
+                self._tokens.invalidate()
+                continue
+            break
+        status = response.status_code
+        if status in (429, 503):
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise ThrottledError(f"Graph throttled {kind} ({status})", retry_after=retry_after)
+        if status in (500, 502, 504):
+            raise TransientError(f"Graph {kind} failed with {status}")
+        if status == 423:
+            raise TransientError(f"Graph {kind}: the item is locked (423)", retry_after=None)
+        if status in (401, 403):
+            raise PermanentError("graph_access_denied", f"Graph refused {kind} with {status}: {_error_code(response)}")
+        if status == 507:
+            raise PermanentError("quota_exceeded", "the SharePoint site is out of storage quota (507)")
+        return response
+
+    def _paged(self, url: str, *, kind: str, missing_ok: bool = False) -> Iterator[dict[str, Any]]:
+        next_url: str | None = url
+        while next_url:
+            response = self._call("GET", next_url, kind=kind)
+            if response.status_code == 404 and missing_ok:
+                return
+            page = _json(response, 200, kind)
+            yield from page.get("value", [])
+            next_url = page.get("@odata.nextLink")
+
+
+def _read_exactly(stream: Readable, size: int) -> bytes:
+    data = stream.read(size) if size else b""
+    if len(data) == size:
+        return data
+    parts = [data]
+    received = len(data)
+    while received < size:
+        more = stream.read(size - received)
+        if not more:
+            raise TransientError(f"source ended after {received} of {size} bytes")
+        parts.append(more)
+        received += len(more)
+    return b"".join(parts)
+
+
+def _match_library(drives: list[dict[str, Any]], wanted: str) -> dict[str, Any]:
+    folded = wanted.casefold()
+    for drive in drives:
+        url_name = unquote(urlsplit(drive.get("webUrl", "")).path.rstrip("/").rpartition("/")[2])
+        if wanted == drive.get("id") or folded in (drive.get("name", "").casefold(), url_name.casefold()):
+            return drive
+    names = ", ".join(
+        f"{d.get('name')!r} (URL name {unquote(d.get('webUrl', '').rstrip('/').rpartition('/')[2])!r})"
+        for d in drives
+    )
+    raise ConfigError([f"DOCUMENT_LIBRARY: no library {wanted!r} on the site; it has: {names}"])
+
+
+def _error_code(response: requests.Response) -> str:
+    try:
+        error = response.json().get("error", {})
+    except ValueError:
+        return ""
+    return str(error.get("code", "")) if isinstance(error, dict) else ""
+
+
+def _json(response: requests.Response, status: int, what: str) -> dict[str, Any]:
+    _expect(response, (status,), what)
+    try:
+        document = response.json()
+    except ValueError as exc:
+        raise TransientError(f"Graph answered {what} with something that is not JSON") from exc
+    if not isinstance(document, dict):
+        raise TransientError(f"Graph answered {what} with unexpected JSON")
+    return document
+
+
+def _expect(response: requests.Response, statuses: tuple[int, ...], what: str) -> None:
+    if response.status_code not in statuses:
+        raise _unexpected(response, what)
+
+
+def _unexpected(response: requests.Response, what: str) -> Exception:
+    status = response.status_code
+    code = _error_code(response)
+    if status in (400, 409) or (status == 404 and code == "itemNotFound"):
+        return PermanentError(f"graph_{code or status}", f"Graph refused {what!r}: {status} {code}")
+    return TransientError(f"Graph answered {what!r} with {status} {code}")

@@ -1,0 +1,151 @@
+"""Apply one MinIO record to SharePoint: converge the item on the object's current state."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+from .errors import PermanentError, SourceChangedError, TransientError, UploadSessionLostError
+from .events import Action, Record
+from .graph import Drive
+from .locks import KeyLocks
+from .minio_source import ObjectInfo, Source
+from .paths import UnrepresentableKeyError, is_folder_marker, path_identity, to_sharepoint_path
+
+log = logging.getLogger(__name__)
+
+STAT_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one record.
+
+    `outcome` is one of: uploaded, unchanged (this ETag is already there), deleted, absent
+    (nothing to delete), skipped (not a change of bytes), failed (permanent; a dead letter)
+    or pending (journaled; it will complete in the background).
+    """
+
+    bucket: str
+    key: str
+    event: str
+    outcome: str
+    path: str | None = None
+    reason: str | None = None
+    size: int | None = None
+
+    def as_json(self) -> dict[str, str | int | None]:
+        """Return the outcome as the webhook answer shows it."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """The key that owns a SharePoint path, and the ETag last mirrored there."""
+
+    bucket: str
+    key: str
+    path: str
+    etag: str
+
+
+class Ledger(Protocol):
+    """Which key owns each SharePoint path, and which ETag was mirrored there."""
+
+    def ledger_get(self, identity: str) -> LedgerEntry | None:
+        """Return the entry for a path identity, or None."""
+        ...
+
+    def ledger_put(self, identity: str, entry: LedgerEntry) -> None:
+        """Record `entry` for a path identity."""
+        ...
+
+    def ledger_forget(self, identity: str) -> None:
+        """Forget a path identity."""
+        ...
+
+
+def outcome_for(record: Record, name: str, path: str | None = None, reason: str | None = None,
+                *, size: int | None = None) -> Outcome:
+    """Return the outcome `name` for `record`."""
+    return Outcome(record.bucket, record.key, record.event_name, name, path, reason, size)
+
+
+class Mirror:
+    """Make the SharePoint item for a key equal to the MinIO object, whatever the event said."""
+
+    def __init__(
+        self, source: Source, drive: Drive, *, target_folder: str, locks: KeyLocks, ledger: Ledger
+    ) -> None:
+        self._source = source
+        self._drive = drive
+        self._target_folder = target_folder
+        self._locks = locks
+        self._ledger = ledger
+
+    def apply(self, record: Record) -> Outcome:
+        """Apply `record`; return its outcome, or raise TransientError to be tried again."""
+        if record.action is Action.SKIP:
+            return outcome_for(record, "skipped", reason="not a change of the object's bytes")
+        path: str | None = None
+        try:
+            try:
+                path = to_sharepoint_path(record.bucket, record.key, target_folder=self._target_folder)
+            except UnrepresentableKeyError as exc:
+                raise PermanentError(exc.reason, str(exc)) from exc
+            identity = path_identity(path)
+            with self._locks.hold(identity):
+                if is_folder_marker(record.key):
+                    return outcome_for(record, self._converge_folder(record, path), path)
+                name, size = self._converge(record, path, identity)
+                return outcome_for(record, name, path, size=size)
+        except PermanentError as exc:
+            log.error(
+                "mirror.failed",
+                extra={"bucket": record.bucket, "key": record.key, "reason": exc.reason, "detail": str(exc)},
+            )
+            return outcome_for(record, "failed", path, exc.reason)
+
+    def _converge(self, record: Record, path: str, identity: str) -> tuple[str, int | None]:
+        for _ in range(STAT_ATTEMPTS):
+            info = self._source.stat(record.bucket, record.key)
+            entry = self._ledger.ledger_get(identity)
+            if entry is not None and (entry.bucket, entry.key) != (record.bucket, record.key):
+                if not self._owner_still_exists(entry):
+                    entry = None  # the owner is gone from MinIO: the path is free
+                elif info is None:
+                    return "absent", None  # never delete the file another key owns
+                else:
+                    raise PermanentError(
+                        "name_collision",
+                        f"SharePoint compares names case-insensitively: {entry.bucket}/{entry.key} "
+                        f"already owns {entry.path!r}",
+                    )
+            if info is None:
+                deleted = self._drive.delete(path)
+                self._ledger.ledger_forget(identity)
+                return ("deleted" if deleted else "absent"), None
+            if entry is not None and entry.etag == info.etag:
+                return "unchanged", None
+            try:
+                self._upload(path, info)
+            except (SourceChangedError, UploadSessionLostError):
+                continue  # a newer version arrived, or Graph lost the session: read again
+            self._ledger.ledger_put(identity, LedgerEntry(record.bucket, record.key, path, info.etag))
+            return "uploaded", info.size
+        raise TransientError(f"{record.bucket}/{record.key} kept changing while being read")
+
+    def _upload(self, path: str, info: ObjectInfo) -> None:
+        with self._source.open(info) as stream:
+            self._drive.upload(path, stream, info.size)
+
+    def _owner_still_exists(self, entry: LedgerEntry) -> bool:
+        return self._source.stat(entry.bucket, entry.key) is not None
+
+    def _converge_folder(self, record: Record, path: str) -> str:
+        info = self._source.stat(record.bucket, record.key)
+        if info is not None:
+            self._drive.ensure_folder(path)
+            return "uploaded"
+        return "deleted" if self._drive.delete_folder_if_empty(path) else "absent"
