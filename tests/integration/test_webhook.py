@@ -1,0 +1,263 @@
+"""A verified MinIO webhook becomes a file in SharePoint: the app against real local servers."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.conftest import WEBHOOK_SECRET
+from tests.support.events import minio_body
+
+if TYPE_CHECKING:
+    from flask.testing import FlaskClient
+    from minio import Minio
+
+    from sharepoint_proxy.app import Services
+    from tests.support.graph import FakeDrive, FakeGraph
+    from tests.support.idp import IdentityProvider
+
+AUTH = {"Authorization": f"Bearer {WEBHOOK_SECRET}", "Content-Type": "application/json"}
+KiB = 1024
+MiB = 1024 * KiB
+
+
+def put_object(minio_client: Minio, bucket: str, key: str, data: bytes) -> str:
+    """Put `data` at `key` and return its ETag."""
+    result = minio_client.put_object(bucket, key, io.BytesIO(data), len(data))
+    return str(result.etag)
+
+
+def succeeded(graph: FakeGraph, kind: str) -> int:
+    """Count the requests of `kind` that Graph answered with a 2xx."""
+    return sum(1 for r in graph.requests if r.kind == kind and 200 <= r.status < 300)
+
+
+def notify(client: FlaskClient, event: str, bucket: str, key: str, **fields: Any) -> Any:
+    """POST MinIO's notification for one record; return the response."""
+    return client.post("/s3event", data=minio_body(event, bucket, key, **fields), headers=AUTH)
+
+
+KEYS = [
+    "plain.txt",
+    "dossier/fichier.pdf",
+    "Berichte/Q1 2025/Überblick+Final (v2).docx",
+    "percent/100% sure #1.txt",
+    "deep/a/b/c/d/e/f/nested file.bin",
+    "日本語/ファイル 名.txt",
+    "emoji/🎉 party.txt",
+]
+
+
+@pytest.mark.parametrize("size", [0, 10 * KiB, 4 * MiB + 1, 50 * MiB], ids=["0B", "10KiB", "4MiB+1", "50MiB"])
+def test_objects_arrive_byte_identical_at_the_right_path(
+    client: FlaskClient, minio_client: Minio, bucket: str, drive: FakeDrive, graph: FakeGraph, size: int
+) -> None:
+    """Every size, simple PUT or upload session, lands byte for byte at <bucket>/<key>."""
+    data = os.urandom(size)
+    key = f"sizes/{size} bytes+#%.bin"
+    etag = put_object(minio_client, bucket, key, data)
+    response = notify(client, "s3:ObjectCreated:Put", bucket, key, size=size, etag=etag)
+    assert response.status_code == 200, response.json
+    [outcome] = response.json["outcomes"]
+    assert outcome["outcome"] == "uploaded"
+    assert outcome["path"] == f"{bucket}/{key}"
+    stored = drive.get(f"{bucket}/{key}")
+    assert stored is not None and hashlib.sha256(stored).digest() == hashlib.sha256(data).digest()
+    used_session = succeeded(graph, "create_session") == 1
+    assert used_session == (size > 4 * MiB)
+    if size == 50 * MiB:
+        assert graph.count("upload_chunk") == 5  # 10 MiB chunks
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_hostile_but_legal_keys_land_and_delete(
+    client: FlaskClient, minio_client: Minio, bucket: str, drive: FakeDrive, key: str
+) -> None:
+    """Spaces, '+', '%', '#', non-ASCII and nested folders arrive, then a delete removes them."""
+    data = key.encode() * 3
+    put_object(minio_client, bucket, key, data)
+    assert notify(client, "s3:ObjectCreated:Put", bucket, key).status_code == 200
+    assert drive.get(f"{bucket}/{key}") == data
+
+    minio_client.remove_object(bucket, key)
+    response = notify(client, "s3:ObjectRemoved:Delete", bucket, key)
+    assert response.status_code == 200
+    assert response.json["outcomes"][0]["outcome"] == "deleted"
+    assert drive.get(f"{bucket}/{key}") is None
+
+
+def test_delete_marker_removes_the_file(
+    client: FlaskClient, minio_client: Minio, bucket: str, drive: FakeDrive
+) -> None:
+    """A delete on a versioned bucket (a delete marker) removes the SharePoint file."""
+    from minio.commonconfig import ENABLED
+    from minio.versioningconfig import VersioningConfig
+
+    minio_client.set_bucket_versioning(bucket, VersioningConfig(ENABLED))
+    put_object(minio_client, bucket, "v/report.pdf", b"v1")
+    notify(client, "s3:ObjectCreated:Put", bucket, "v/report.pdf")
+    assert drive.get(f"{bucket}/v/report.pdf") == b"v1"
+    minio_client.remove_object(bucket, "v/report.pdf")
+    response = notify(client, "s3:ObjectRemoved:DeleteMarkerCreated", bucket, "v/report.pdf", version_id="x")
+    assert response.json["outcomes"][0]["outcome"] == "deleted"
+    assert drive.get(f"{bucket}/v/report.pdf") is None
+
+
+@pytest.mark.parametrize("event", ["s3:ObjectCreated:PutTagging", "s3:ObjectRemoved:NoOP"])
+def test_tag_changes_and_noop_change_nothing(
+    client: FlaskClient, minio_client: Minio, bucket: str, drive: FakeDrive, graph: FakeGraph, event: str
+) -> None:
+    """Metadata-only and no-op events are answered 200 and cost no Graph or MinIO call."""
+    put_object(minio_client, bucket, "t.txt", b"tagged")
+    graph.reset_counters()
+    response = notify(client, event, bucket, "t.txt")
+    assert response.status_code == 200
+    assert response.json["outcomes"][0]["outcome"] == "skipped"
+    assert graph.count() == 0
+    assert drive.get(f"{bucket}/t.txt") is None
+
+
+def test_an_event_for_a_vanished_object_converges_on_minio(
+    client: FlaskClient, minio_client: Minio, bucket: str, drive: FakeDrive
+) -> None:
+    """An upload event whose object is already gone deletes the stale SharePoint copy instead."""
+    drive.put(f"{bucket}/gone.txt", b"stale")
+    response = notify(client, "s3:ObjectCreated:Put", bucket, "gone.txt")
+    assert response.json["outcomes"][0]["outcome"] == "deleted"
+    assert drive.get(f"{bucket}/gone.txt") is None
+
+
+def test_one_token_and_no_lookups_serve_many_events(
+    client: FlaskClient, minio_client: Minio, bucket: str, idp: IdentityProvider, graph: FakeGraph
+) -> None:
+    """After start, events cost no token request (cached) and no site or drive lookup."""
+    put_object(minio_client, bucket, "warm.txt", b"warm")
+    notify(client, "s3:ObjectCreated:Put", bucket, "warm.txt")
+    tokens_before = idp.token_requests
+    graph.reset_counters()
+    for i in range(20):
+        put_object(minio_client, bucket, f"many/{i}.txt", b"x" * i)
+        assert notify(client, "s3:ObjectCreated:Put", bucket, f"many/{i}.txt").status_code == 200
+    assert idp.token_requests == tokens_before
+    assert graph.count("site") + graph.count("drive") + graph.count("drives") == 0
+    assert succeeded(graph, "content") == 20
+
+
+def test_throttling_is_honoured(
+    client: FlaskClient, minio_client: Minio, bucket: str, drive: FakeDrive, graph: FakeGraph
+) -> None:
+    """429 and 503 with Retry-After are waited out, then the upload succeeds."""
+    put_object(minio_client, bucket, "slow.txt", b"patience")
+    graph.fail_next("content", 429, retry_after="1")
+    graph.fail_next("content", 503, retry_after="1")
+    started = time.monotonic()
+    response = notify(client, "s3:ObjectCreated:Put", bucket, "slow.txt")
+    assert response.status_code == 200
+    assert time.monotonic() - started >= 2.0  # both waits were honoured
+    assert drive.get(f"{bucket}/slow.txt") == b"patience"
+    assert graph.count("content") == 3 + graph.count("create_folder")
+
+
+def test_a_dropped_chunk_resumes_where_the_session_stands(
+    client: FlaskClient, minio_client: Minio, bucket: str, drive: FakeDrive, graph: FakeGraph
+) -> None:
+    """A connection dropped mid-chunk is resumed from nextExpectedRanges, not restarted."""
+    data = os.urandom(25 * MiB)
+    put_object(minio_client, bucket, "big.bin", data)
+    graph.drop_next("upload_chunk")
+    response = notify(client, "s3:ObjectCreated:Put", bucket, "big.bin")
+    assert response.status_code == 200, response.json
+    assert drive.get(f"{bucket}/big.bin") == data
+    assert succeeded(graph, "create_session") == 1
+    assert graph.count("session_status") >= 1
+
+
+def test_a_lost_session_starts_over_from_minio(
+    client: FlaskClient, minio_client: Minio, bucket: str, drive: FakeDrive, graph: FakeGraph
+) -> None:
+    """When Graph forgets the upload session (404), the object is read again into a new one."""
+    data = os.urandom(15 * MiB)
+    put_object(minio_client, bucket, "lost.bin", data)
+    graph.fail_next("upload_chunk", 404)
+    response = notify(client, "s3:ObjectCreated:Put", bucket, "lost.bin")
+    assert response.status_code == 200, response.json
+    assert drive.get(f"{bucket}/lost.bin") == data
+    assert succeeded(graph, "create_session") == 2
+
+
+def test_missing_parent_folders_are_created(
+    client: FlaskClient, minio_client: Minio, bucket: str, drive: FakeDrive, graph: FakeGraph
+) -> None:
+    """Graph's 404 for a missing parent leads to creating the folders, then the upload."""
+    put_object(minio_client, bucket, "x/y/z/file.txt", b"deep")
+    notify(client, "s3:ObjectCreated:Put", bucket, "x/y/z/file.txt")
+    assert drive.get(f"{bucket}/x/y/z/file.txt") == b"deep"
+    assert {f"{bucket}", f"{bucket}/x", f"{bucket}/x/y", f"{bucket}/x/y/z"} <= drive.folders()
+
+
+def wait_for(condition: Any, *, seconds: float = 60.0) -> bool:
+    """Poll `condition` until it is true or `seconds` pass; return its last value."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return bool(condition())
+        time.sleep(0.1)
+    return True
+
+
+def test_a_transient_failure_is_journaled_and_applied_later(
+    client: FlaskClient, minio_client: Minio, bucket: str, drive: FakeDrive, graph: FakeGraph
+) -> None:
+    """A failure that outlasts the in-request retries answers 202, then completes in the background."""
+    put_object(minio_client, bucket, "later.txt", b"later")
+    graph.fail_next("content", 503, times=6)
+    response = notify(client, "s3:ObjectCreated:Put", bucket, "later.txt")
+    assert response.status_code == 202
+    assert response.json["outcomes"][0]["outcome"] == "pending"
+    assert wait_for(lambda: drive.get(f"{bucket}/later.txt") == b"later")
+
+
+def test_a_path_sharepoint_cannot_hold_fails_permanently(
+    client: FlaskClient, minio_client: Minio, bucket: str, drive: FakeDrive
+) -> None:
+    """A key whose path exceeds 400 characters is answered 200 with outcome failed, never 5xx."""
+    key = "/".join(["d" * 100] * 4) + ".txt"
+    put_object(minio_client, bucket, key, b"long")
+    response = notify(client, "s3:ObjectCreated:Put", bucket, key)
+    assert response.status_code == 200
+    [outcome] = response.json["outcomes"]
+    assert outcome["outcome"] == "failed"
+    assert outcome["reason"] == "path_too_long"
+    assert drive.files() == {}
+
+
+def test_webhook_status_codes(client: FlaskClient, drive: FakeDrive, bucket: str) -> None:
+    """401 without credentials, 403 wrong, 413 oversized, 200 empty ping, 400 not MinIO's."""
+    body = minio_body("s3:ObjectCreated:Put", bucket, "never.txt")
+    assert client.post("/s3event", data=body).status_code == 401
+    assert client.post("/s3event", data=body, headers={"Authorization": "Bearer nope"}).status_code == 403
+    assert client.post("/s3event", data=b"x" * (MiB + 1), headers=AUTH).status_code == 413
+    assert client.post("/s3event", data=b"", headers=AUTH).status_code == 200
+    assert client.post("/s3event", data=b"{not json", headers=AUTH).status_code == 400
+    assert client.post("/s3event", data=b'{"Records": [{}]}', headers=AUTH).status_code == 400
+    signature = hmac.new(WEBHOOK_SECRET.encode(), b"", hashlib.sha256).hexdigest()
+    assert client.post("/s3event", data=b"", headers={"X-Minio-Signature": signature}).status_code == 200
+    assert drive.files() == {}
+
+
+def test_health_readiness_and_metrics(
+    client: FlaskClient, minio_client: Minio, bucket: str, graph: FakeGraph, services: Services
+) -> None:
+    """/healthz is 200, /readyz 200 while Graph answers, /metrics counts events."""
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200, client.get("/readyz").json
+    put_object(minio_client, bucket, "m.txt", b"m")
+    notify(client, "s3:ObjectCreated:Put", bucket, "m.txt")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'sharepoint_proxy_events_total{event="s3:ObjectCreated:Put",outcome="uploaded"}' in text
