@@ -97,9 +97,11 @@ class Config:
         minio_endpoint = reader.check(
             "MINIO_ENDPOINT",
             env.get("MINIO_ENDPOINT") or "http://minio:9000",
-            lambda v: urlsplit(v).scheme in ("http", "https")
-            and bool(urlsplit(v).netloc)
-            and urlsplit(v).path in ("", "/"),
+            lambda v: (
+                urlsplit(v).scheme in ("http", "https")
+                and bool(urlsplit(v).netloc)
+                and urlsplit(v).path in ("", "/")
+            ),
             "must be a URL such as http://minio:9000, with no path",
         )
         minio_access_key = env.get("MINIO_ACCESS_KEY") or env.get("MINIO_ROOT_USER") or ""
@@ -139,9 +141,11 @@ class Config:
         reader.check(
             "TARGET_FOLDER",
             target_folder,
-            lambda v: all(s and s.strip() == s and not set(s) & set('"*:<>?\\|') for s in v.split("/"))
-            if v
-            else True,
+            lambda v: (
+                all(s and s.strip() == s and not set(s) & set('"*:<>?\\|') for s in v.split("/"))
+                if v
+                else True
+            ),
             "must be a folder path whose names SharePoint accepts",
         )
         config = cls(

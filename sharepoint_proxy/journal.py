@@ -12,6 +12,7 @@ Two tables in one WAL-mode database under STATE_DIR:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -151,8 +152,8 @@ class Journal:
             return [
                 int(
                     db.execute(
-                        "INSERT INTO work (record, bucket, key, state, received_at, due_at, lease_owner, lease_until)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO work (record, bucket, key, state, received_at, due_at,"
+                        " lease_owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (_encode(r), r.bucket, r.key, state, now, now, lease_owner, lease_until),
                     ).lastrowid
                     or 0
@@ -189,12 +190,15 @@ class Journal:
     def finish(self, item_id: int) -> None:
         """Mark a row done: it was applied (or deliberately skipped)."""
         with self._write() as db:
-            db.execute("UPDATE work SET state = 'done', lease_owner = NULL, last_error = NULL WHERE id = ?",
-                       (item_id,))
+            db.execute(
+                "UPDATE work SET state = 'done', lease_owner = NULL, last_error = NULL WHERE id = ?",
+                (item_id,),
+            )
 
-    def postpone(self, item_id: int, error: str, *, retry_after: float | None = None,
-                 now: float | None = None) -> str:
-        """Schedule another attempt after a transient failure; dead-letter it after a day. Return the state."""
+    def postpone(
+        self, item_id: int, error: str, *, retry_after: float | None = None, now: float | None = None
+    ) -> str:
+        """Schedule another try after a transient failure, or dead-letter it after a day; return the state."""
         now = time.time() if now is None else now
         with self._write() as db:
             row = db.execute("SELECT attempts, received_at FROM work WHERE id = ?", (item_id,)).fetchone()
@@ -229,7 +233,8 @@ class Journal:
             now = time.time()
             if item_id is None:
                 cursor = db.execute(
-                    "UPDATE work SET state = 'pending', due_at = 0, received_at = ? WHERE state = 'dead'", (now,)
+                    "UPDATE work SET state = 'pending', due_at = 0, received_at = ? WHERE state = 'dead'",
+                    (now,),
                 )
             else:
                 cursor = db.execute(
@@ -270,8 +275,8 @@ class Journal:
         """Return the rows in `states` (all unfinished ones when none is given), oldest first."""
         wanted = states or ("pending", "running", "dead")
         rows = self._read(
-            "SELECT id, record, state, attempts, received_at, due_at, last_error FROM work"
-            f" WHERE state IN ({','.join('?' * len(wanted))}) ORDER BY id",  # noqa: S608
+            "SELECT id, record, state, attempts, received_at, due_at, last_error FROM work"  # noqa: S608 - only placeholders are interpolated
+            f" WHERE state IN ({','.join('?' * len(wanted))}) ORDER BY id",
             wanted,
         )
         return [_item(row) for row in rows]
@@ -302,8 +307,9 @@ class Journal:
         now = time.time() if now is None else now
         with self._write() as db:
             db.execute(
-                "INSERT INTO ledger (identity, bucket, key, path, etag, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (identity) DO UPDATE SET bucket = excluded.bucket, key = excluded.key,"
+                "INSERT INTO ledger (identity, bucket, key, path, etag, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (identity) DO UPDATE SET"
+                " bucket = excluded.bucket, key = excluded.key,"
                 " path = excluded.path, etag = excluded.etag, updated_at = excluded.updated_at",
                 (identity, entry.bucket, entry.key, entry.path, entry.etag, now),
             )
@@ -321,10 +327,8 @@ class Journal:
 
 def _rollback(db: sqlite3.Connection) -> None:
     if db.in_transaction:
-        try:
+        with contextlib.suppress(sqlite3.Error):
             db.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
 
 
 def _item(row: tuple[object, ...]) -> WorkItem:
@@ -338,5 +342,3 @@ def _item(row: tuple[object, ...]) -> WorkItem:
         due_at=float(due_at),  # type: ignore[arg-type]
         last_error=str(last_error) if last_error is not None else None,
     )
-
-

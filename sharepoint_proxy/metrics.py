@@ -6,6 +6,7 @@ import os
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -14,19 +15,30 @@ from prometheus_client import (
     multiprocess,
 )
 
-EVENTS = Counter("sharepoint_proxy_events_total", "Records handled, by event type and outcome.",
-                 ["event", "outcome"])
+EVENTS = Counter(
+    "sharepoint_proxy_events_total", "Records handled, by event type and outcome.", ["event", "outcome"]
+)
 BYTES_UPLOADED = Counter("sharepoint_proxy_uploaded_bytes_total", "Bytes uploaded to SharePoint.")
-GRAPH_CALLS = Counter("sharepoint_proxy_graph_requests_total", "Graph requests, by kind and HTTP status "
-                      "(0: no answer).", ["kind", "status"])
+GRAPH_CALLS = Counter(
+    "sharepoint_proxy_graph_requests_total",
+    "Graph requests, by kind and HTTP status (0: no answer).",
+    ["kind", "status"],
+)
 THROTTLED = Counter("sharepoint_proxy_throttled_total", "Graph answers of 429 or 503 (throttling).")
 DEAD_LETTERS = Counter("sharepoint_proxy_dead_letters_total", "Records that failed permanently.", ["reason"])
-JOURNAL_DEPTH = Gauge("sharepoint_proxy_journal_depth", "Records waiting in the journal.",
-                      multiprocess_mode="max")
-WEBHOOK_SECONDS = Histogram("sharepoint_proxy_webhook_seconds", "Time to answer a webhook request.",
-                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-TRANSFER_SECONDS = Histogram("sharepoint_proxy_transfer_seconds", "Time to apply one record.",
-                             buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800))
+JOURNAL_DEPTH = Gauge(
+    "sharepoint_proxy_journal_depth", "Records waiting in the journal.", multiprocess_mode="max"
+)
+WEBHOOK_SECONDS = Histogram(
+    "sharepoint_proxy_webhook_seconds",
+    "Time to answer a webhook request.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+TRANSFER_SECONDS = Histogram(
+    "sharepoint_proxy_transfer_seconds",
+    "Time to apply one record.",
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800),
+)
 
 
 def observe_graph(kind: str, status: int) -> None:
@@ -42,6 +54,4 @@ def render() -> tuple[bytes, str]:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
-    from prometheus_client import REGISTRY
-
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -66,8 +66,9 @@ class Ledger(Protocol):
         ...
 
 
-def outcome_for(record: Record, name: str, path: str | None = None, reason: str | None = None,
-                *, size: int | None = None) -> Outcome:
+def outcome_for(
+    record: Record, name: str, path: str | None = None, reason: str | None = None, *, size: int | None = None
+) -> Outcome:
     """Return the outcome `name` for `record`."""
     return Outcome(record.bucket, record.key, record.event_name, name, path, reason, size)
 

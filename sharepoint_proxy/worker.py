@@ -65,12 +65,16 @@ class Dispatcher:
 
     def submit(self, records: list[Record]) -> list[Outcome]:
         """Journal `records`, apply them, and return their outcomes once done or at the deadline."""
-        skipped = {i: outcome_for(r, "skipped", reason="not a change of the object's bytes")
-                   for i, r in enumerate(records) if r.action is Action.SKIP}
+        skipped = {
+            i: outcome_for(r, "skipped", reason="not a change of the object's bytes")
+            for i, r in enumerate(records)
+            if r.action is Action.SKIP
+        }
         actionable = [(i, r) for i, r in enumerate(records) if i not in skipped]
         ids = self._journal.add([r for _, r in actionable])  # JournalError propagates: 503
         futures: dict[int, Future[Outcome]] = {
-            index: self._start(item_id, record) for (index, record), item_id in zip(actionable, ids, strict=True)
+            index: self._start(item_id, record)
+            for (index, record), item_id in zip(actionable, ids, strict=True)
         }
         wait(futures.values(), timeout=self._deadline)
         outcomes = []
@@ -97,8 +101,10 @@ class Dispatcher:
                 outcome = self._mirror.apply(record)
             except TransientError as exc:
                 state = self._journal.postpone(item_id, str(exc), retry_after=exc.retry_after)
-                log.warning("work.postponed", extra={"id": item_id, "key": record.key, "detail": str(exc),
-                                                     "state": state})
+                log.warning(
+                    "work.postponed",
+                    extra={"id": item_id, "key": record.key, "detail": str(exc), "state": state},
+                )
                 outcome = outcome_for(record, "pending" if state == "pending" else "failed", reason=str(exc))
             except Exception as exc:  # a bug must not lose the record: keep it for a retry
                 log.exception("work.crashed", extra={"id": item_id, "key": record.key})

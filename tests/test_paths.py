@@ -29,7 +29,7 @@ from sharepoint_proxy.paths import (
 from tests.support.sharepoint_rules import name_violation, path_violation
 
 BUCKET = "dossier"
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "names.md"
+DOCS = Path(__file__).resolve().parent.parent / "README.md"
 
 # Pieces that each touch a rule: separators, forbidden characters and their stand-ins, the
 # escape, spaces and periods, reserved names and prefixes, controls, case and Unicode traps.
@@ -318,7 +318,7 @@ def test_path_identity_keeps_other_paths_apart(first: str, second: str) -> None:
 
 
 def test_docs_show_every_stand_in_and_the_escape() -> None:
-    """docs/names.md lists every character of the table, so it cannot drift from the code."""
+    """The README lists every character of the table, so it cannot drift from the code."""
     text = DOCS.read_text(encoding="utf-8")
     shown = [ESCAPE, *STAND_INS.values()]
     assert [c for c in shown if c not in text] == []
