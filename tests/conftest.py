@@ -17,9 +17,10 @@ if TYPE_CHECKING:
     from sharepoint_proxy.app import Services
     from sharepoint_proxy.config import Config
     from tests.support.graph import FakeGraph
+    from tests.support.gunicorn import Gunicorn
     from tests.support.idp import IdentityProvider
     from tests.support.s3 import S3Server
-    from tests.support.tls import ClientCredential
+    from tests.support.tls import ClientCredential, TestPKI
 
 WEBHOOK_SECRET = "test-webhook-secret-0123456789"
 SITE_PATH = "contoso.sharepoint.com:/sites/mirror"
@@ -83,3 +84,16 @@ def client(app: Flask) -> Iterator[FlaskClient]:
     """Return a test client of the application."""
     with app.test_client() as client:
         yield client
+
+
+@pytest.fixture()
+def gunicorn(env: dict[str, str], pki: TestPKI, tmp_path: Path) -> Iterator[Gunicorn]:
+    """Run the real gunicorn command against the local servers for one test."""
+    from tests.support.gunicorn import Gunicorn
+
+    server = Gunicorn(env, pki.ca_path, tmp_path / "gunicorn.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psutil
@@ -19,73 +16,15 @@ import requests
 
 from tests.conftest import WEBHOOK_SECRET
 from tests.support.events import minio_body
+from tests.support.gunicorn import ROOT
 
 if TYPE_CHECKING:
     from minio import Minio
 
     from tests.support.graph import FakeDrive
-    from tests.support.tls import TestPKI
+    from tests.support.gunicorn import Gunicorn
 
-ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
-
-
-def free_port() -> int:
-    """Return a TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Gunicorn:
-    """gunicorn running `sharepoint_proxy.wsgi:app` with the repository's configuration."""
-
-    def __init__(self, env: dict[str, str], pki: TestPKI, log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN", "PROMETHEUS"))},
-            **env,
-            "REQUESTS_CA_BUNDLE": str(pki.ca_path),
-            "SSL_CERT_FILE": str(pki.ca_path),
-            "WEB_CONCURRENCY": "2",
-        }
-        self.log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py",
-             "--bind", f"127.0.0.1:{self.port}", "sharepoint_proxy.wsgi:app"],
-            cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {log_path.read_text()}")
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                time.sleep(0.2)
-        raise RuntimeError(f"gunicorn did not start: {log_path.read_text()}")
-
-    def workers(self) -> list[psutil.Process]:
-        """Return the worker processes."""
-        return psutil.Process(self.process.pid).children()
-
-    def stop(self) -> None:
-        """Stop gunicorn gracefully."""
-        self.process.terminate()
-        self.process.wait(timeout=60)
-        self.log.close()
-
-
-@pytest.fixture()
-def gunicorn(env: dict[str, str], pki: TestPKI, tmp_path: Path) -> Iterator[Gunicorn]:
-    """Run gunicorn against the local servers for one test."""
-    server = Gunicorn(env, pki, tmp_path / "gunicorn.log")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_gunicorn_mirrors_an_object_with_memory_bounded_by_the_chunk(
@@ -136,12 +75,12 @@ def test_gunicorn_mirrors_an_object_with_memory_bounded_by_the_chunk(
     assert growth < 40 * MiB, f"worker RSS grew by {growth / MiB:.1f} MiB"
 
 
-def test_gunicorn_refuses_to_start_on_bad_settings(env: dict[str, str], tmp_path: Path) -> None:
+def test_gunicorn_refuses_to_start_on_bad_settings(env: dict[str, str]) -> None:
     """Missing settings stop the process at start with one message naming every variable."""
     bad = {k: v for k, v in env.items() if k not in ("TENANT_ID", "WEBHOOK_SECRET")}
     bad["UPLOAD_CHUNK_BYTES"] = "12345"
     result = subprocess.run(
-        [sys.executable, "-c", "import os, sharepoint_proxy.wsgi"],
+        [sys.executable, "-c", "import sharepoint_proxy.wsgi"],
         cwd=ROOT, env={"PATH": os.environ["PATH"], **bad}, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2
