@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 from dataclasses import asdict, dataclass
 from typing import Protocol
@@ -16,6 +17,7 @@ from .paths import UnrepresentableKeyError, is_folder_marker, path_identity, to_
 log = logging.getLogger(__name__)
 
 STAT_ATTEMPTS = 3
+MAX_FILE_BYTES = 250 * 1000**3  # SharePoint's limit per file (250 GB)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,32 @@ class Ledger(Protocol):
         ...
 
 
+class Decision(enum.Enum):
+    """What converging one key on MinIO's state asks of SharePoint."""
+
+    UPLOAD = "upload"
+    UNCHANGED = "unchanged"
+    DELETE = "delete"
+    KEEP_OWNERS_FILE = "keep_owners_file"
+    COLLISION = "collision"
+
+
+def decide(info: ObjectInfo | None, entry: LedgerEntry | None, *, owned_by_other: bool) -> Decision:
+    """Decide what to do for a key, from its stat (None: absent) and the ledger entry of its path.
+
+    `owned_by_other` says that `entry` belongs to another key that still exists in MinIO:
+    SharePoint would see both keys as one item, so the first keeps it and the second is
+    refused; its delete must never remove the owner's file.
+    """
+    if owned_by_other:
+        return Decision.KEEP_OWNERS_FILE if info is None else Decision.COLLISION
+    if info is None:
+        return Decision.DELETE
+    if entry is not None and entry.etag == info.etag:
+        return Decision.UNCHANGED
+    return Decision.UPLOAD
+
+
 def outcome_for(
     record: Record, name: str, path: str | None = None, reason: str | None = None, *, size: int | None = None
 ) -> Outcome:
@@ -112,23 +140,33 @@ class Mirror:
         for _ in range(STAT_ATTEMPTS):
             info = self._source.stat(record.bucket, record.key)
             entry = self._ledger.ledger_get(identity)
-            if entry is not None and (entry.bucket, entry.key) != (record.bucket, record.key):
-                if not self._owner_still_exists(entry):
-                    entry = None  # the owner is gone from MinIO: the path is free
-                elif info is None:
-                    return "absent", None  # never delete the file another key owns
-                else:
-                    raise PermanentError(
-                        "name_collision",
-                        f"SharePoint compares names case-insensitively: {entry.bucket}/{entry.key} "
-                        f"already owns {entry.path!r}",
-                    )
-            if info is None:
+            mine = (record.bucket, record.key)
+            if (
+                entry is not None
+                and (entry.bucket, entry.key) != mine
+                and not self._owner_still_exists(entry)
+            ):
+                entry = None  # the key that owned the path left MinIO: the path is free
+            owned_by_other = entry is not None and (entry.bucket, entry.key) != mine
+            action = decide(info, entry, owned_by_other=owned_by_other)
+            if action is Decision.KEEP_OWNERS_FILE:
+                return "absent", None
+            if action is Decision.COLLISION:
+                assert entry is not None
+                raise PermanentError(
+                    "name_collision",
+                    f"SharePoint compares names case-insensitively: {entry.bucket}/{entry.key} "
+                    f"already owns {entry.path!r}",
+                )
+            if action is Decision.DELETE:
                 deleted = self._drive.delete(path)
                 self._ledger.ledger_forget(identity)
                 return ("deleted" if deleted else "absent"), None
-            if entry is not None and entry.etag == info.etag:
+            if action is Decision.UNCHANGED:
                 return "unchanged", None
+            assert info is not None
+            if info.size > MAX_FILE_BYTES:
+                raise PermanentError("file_too_large", f"{info.size} bytes is over SharePoint's 250 GB limit")
             try:
                 self._upload(path, info)
             except (SourceChangedError, UploadSessionLostError):
