@@ -261,3 +261,85 @@ def test_health_readiness_and_metrics(
     notify(client, "s3:ObjectCreated:Put", bucket, "m.txt")
     text = client.get("/metrics").get_data(as_text=True)
     assert 'sharepoint_proxy_events_total{event="s3:ObjectCreated:Put",outcome="uploaded"}' in text
+
+
+def test_readiness_turns_503_when_graph_stops(client: FlaskClient, graph: FakeGraph) -> None:
+    """/readyz answers 503 naming Graph while it is unreachable, and 200 once it is back."""
+    graph.down()
+    try:
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert any(p.startswith("graph") for p in response.json["problems"])
+    finally:
+        graph.up()
+
+
+def test_deletes_go_to_the_recycle_bin_by_default(
+    client: FlaskClient, minio_client: Minio, bucket: str, drive: FakeDrive
+) -> None:
+    """DELETE_MODE=recycle (the default) leaves deleted files restorable in the recycle bin."""
+    put_object(minio_client, bucket, "bin.txt", b"restorable")
+    notify(client, "s3:ObjectCreated:Put", bucket, "bin.txt")
+    minio_client.remove_object(bucket, "bin.txt")
+    notify(client, "s3:ObjectRemoved:Delete", bucket, "bin.txt")
+    assert f"{bucket}/bin.txt" in drive.recycled()
+
+
+def test_permanent_delete_mode_skips_the_recycle_bin(
+    env: dict[str, str], minio_client: Minio, bucket: str, drive: FakeDrive
+) -> None:
+    """DELETE_MODE=permanent deletes for good: nothing lands in the recycle bin."""
+    from sharepoint_proxy.app import Services, create_app
+    from sharepoint_proxy.config import Config
+
+    config = Config.from_env({**env, "DELETE_MODE": "permanent"})
+    services = Services.from_config(config)
+    try:
+        client = create_app(config, services=services).test_client()
+        put_object(minio_client, bucket, "gone.txt", b"for good")
+        notify(client, "s3:ObjectCreated:Put", bucket, "gone.txt")
+        minio_client.remove_object(bucket, "gone.txt")
+        assert notify(client, "s3:ObjectRemoved:Delete", bucket, "gone.txt").json["outcomes"][0]["outcome"] == "deleted"
+    finally:
+        services.close()
+    assert drive.get(f"{bucket}/gone.txt") is None
+    assert f"{bucket}/gone.txt" not in drive.recycled()
+
+
+def test_no_secret_token_or_upload_url_reaches_the_logs(
+    client: FlaskClient, minio_client: Minio, bucket: str, graph: FakeGraph, idp: IdentityProvider,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With logging at DEBUG and faults forcing retries, no log line holds the webhook secret,
+    an access token or an upload URL."""
+    import logging
+
+    from sharepoint_proxy.logs import configure_logging
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    configure_logging("DEBUG", "json")
+    json_handler = root.handlers[0]
+    root.addHandler(caplog.handler)
+    try:
+        run_a_troubled_upload(client, minio_client, bucket, graph)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    text = "\n".join(json_handler.format(record) for record in caplog.records)
+    assert caplog.records, "nothing was logged at all"
+    assert WEBHOOK_SECRET not in text
+    assert "/upload/" not in text
+    for token in idp.issued:
+        assert token not in text
+
+
+def run_a_troubled_upload(client: FlaskClient, minio_client: Minio, bucket: str, graph: FakeGraph) -> None:
+    """Upload 12 MiB through a dropped chunk, a throttled session and a failed status call."""
+    data = os.urandom(12 * MiB)
+    put_object(minio_client, bucket, "secret/plans.bin", data)
+    graph.drop_next("upload_chunk")
+    graph.fail_next("session_status", 503, retry_after="0")
+    graph.fail_next("create_session", 429, retry_after="0")
+    client.post("/s3event", data=b"{}", headers={"Authorization": "Bearer wrong-guess"})
+    assert notify(client, "s3:ObjectCreated:Put", bucket, "secret/plans.bin").status_code == 200
