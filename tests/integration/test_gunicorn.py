@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psutil
@@ -16,13 +17,13 @@ import requests
 
 from tests.conftest import WEBHOOK_SECRET
 from tests.support.events import minio_body
-from tests.support.gunicorn import ROOT
+from tests.support.gunicorn import ROOT, Gunicorn
 
 if TYPE_CHECKING:
     from minio import Minio
 
     from tests.support.graph import FakeDrive
-    from tests.support.gunicorn import Gunicorn
+    from tests.support.tls import TestPKI
 
 MiB = 1024 * 1024
 
@@ -87,3 +88,24 @@ def test_gunicorn_refuses_to_start_on_bad_settings(env: dict[str, str]) -> None:
     for name in ("TENANT_ID", "WEBHOOK_SECRET", "UPLOAD_CHUNK_BYTES"):
         assert name in result.stderr
     assert env["WEBHOOK_SECRET"] not in result.stderr
+
+
+def test_metrics_add_up_across_gunicorn_workers(
+    env: dict[str, str], pki: TestPKI, tmp_path: Path, minio_client: Minio, bucket: str
+) -> None:
+    """With PROMETHEUS_MULTIPROC_DIR (as in the image), /metrics counts the events of every
+    worker, whichever worker answers the scrape."""
+    metrics_dir = tmp_path / "metrics"
+    server = Gunicorn({**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, pki.ca_path, tmp_path / "g.log")
+    server.start()
+    try:
+        headers = {"Authorization": f"Bearer {WEBHOOK_SECRET}"}
+        for i in range(12):
+            minio_client.put_object(bucket, f"m/{i}.txt", io.BytesIO(b"metric"), 6)
+            body = minio_body("s3:ObjectCreated:Put", bucket, f"m/{i}.txt")
+            assert requests.post(f"{server.url}/s3event", data=body, headers=headers, timeout=60).status_code == 200
+        line = 'sharepoint_proxy_events_total{event="s3:ObjectCreated:Put",outcome="uploaded"} 12.0'
+        for _ in range(4):  # each scrape may land on either worker
+            assert line in requests.get(f"{server.url}/metrics", timeout=10).text
+    finally:
+        server.stop()
