@@ -184,13 +184,15 @@ class Journal:
                 )
         return [item for item in (self.get(i) for i in ids) if item is not None]
 
-    def renew_leases(self, *, now: float | None = None) -> None:
-        """Extend the leases of every row this process is working on."""
+    def renew_leases(self, item_ids: list[int], *, now: float | None = None) -> None:
+        """Extend the leases of the rows this process is working on right now."""
+        if not item_ids:
+            return
         now = time.time() if now is None else now
         with self._write() as db:
-            db.execute(
-                "UPDATE work SET lease_until = ? WHERE state = 'running' AND lease_owner = ?",
-                (now + LEASE_SECONDS, self.owner),
+            db.executemany(
+                "UPDATE work SET lease_until = ? WHERE id = ? AND state = 'running' AND lease_owner = ?",
+                [(now + LEASE_SECONDS, item_id, self.owner) for item_id in item_ids],
             )
 
     def finish(self, item_id: int) -> None:

@@ -8,7 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Protocol
 
 from . import metrics
-from .errors import TransientError
+from .errors import JournalError, TransientError
 from .events import Action, Record
 from .journal import Journal
 from .mirror import Outcome, outcome_for
@@ -95,42 +95,55 @@ class Dispatcher:
         return self._pool.submit(self._run, item_id, record)
 
     def _run(self, item_id: int, record: Record) -> Outcome:
-        """Apply one journaled record and write down how it ended."""
+        """Apply one journaled record and write down how it ended; never raise.
+
+        If even the journal cannot be written, the row keeps its lease until this process
+        stops renewing it, and then any worker takes it up again: nothing is lost.
+        """
         try:
-            try:
-                outcome = self._mirror.apply(record)
-            except TransientError as exc:
-                state = self._journal.postpone(item_id, str(exc), retry_after=exc.retry_after)
-                log.warning(
-                    "work.postponed",
-                    extra={"id": item_id, "key": record.key, "detail": str(exc), "state": state},
-                )
-                outcome = outcome_for(record, "pending" if state == "pending" else "failed", reason=str(exc))
-            except Exception as exc:  # a bug must not lose the record: keep it for a retry
-                log.exception("work.crashed", extra={"id": item_id, "key": record.key})
-                self._journal.postpone(item_id, f"internal error: {type(exc).__name__}")
-                outcome = outcome_for(record, "pending", reason="internal error; will retry")
-            else:
-                if outcome.outcome == "failed":
-                    self._journal.bury(item_id, outcome.reason or "failed")
-                    metrics.DEAD_LETTERS.labels(outcome.reason or "unknown").inc()
-                else:
-                    self._journal.finish(item_id)
-            metrics.EVENTS.labels(record.event_name, outcome.outcome).inc()
-            if outcome.outcome == "uploaded" and outcome.size:
-                metrics.BYTES_UPLOADED.inc(outcome.size)
-            return outcome
+            outcome = self._apply_and_record(item_id, record)
+        except Exception:  # a bug or an unwritable journal: leave the row for its lease to expire
+            log.exception("work.unrecorded", extra={"id": item_id, "key": record.key})
+            outcome = outcome_for(record, "pending", reason="internal error; will retry")
         finally:
             with self._lock:
                 self._in_flight.discard(item_id)
+        metrics.EVENTS.labels(record.event_name, outcome.outcome).inc()
+        if outcome.outcome == "uploaded" and outcome.size:
+            metrics.BYTES_UPLOADED.inc(outcome.size)
+        return outcome
+
+    def _apply_and_record(self, item_id: int, record: Record) -> Outcome:
+        try:
+            outcome = self._mirror.apply(record)
+        except TransientError as exc:
+            state = self._journal.postpone(item_id, str(exc), retry_after=exc.retry_after)
+            log.warning(
+                "work.postponed",
+                extra={"id": item_id, "key": record.key, "detail": str(exc), "state": state},
+            )
+            return outcome_for(record, "pending" if state == "pending" else "failed", reason=str(exc))
+        except JournalError:
+            raise
+        except Exception as exc:  # a bug must not lose the record: keep it for a retry
+            log.exception("work.crashed", extra={"id": item_id, "key": record.key})
+            self._journal.postpone(item_id, f"internal error: {type(exc).__name__}")
+            return outcome_for(record, "pending", reason="internal error; will retry")
+        if outcome.outcome == "failed":
+            self._journal.bury(item_id, outcome.reason or "failed")
+            metrics.DEAD_LETTERS.labels(outcome.reason or "unknown").inc()
+        else:
+            self._journal.finish(item_id)
+        return outcome
 
     def _loop(self) -> None:
         polls = 0
         while not self._stop.wait(self._poll_seconds):
             try:
-                self._journal.renew_leases()
                 with self._lock:
-                    free = self._threads - len(self._in_flight)
+                    in_flight = list(self._in_flight)
+                    free = self._threads - len(in_flight)
+                self._journal.renew_leases(in_flight)
                 if free > 0:
                     for item in self._journal.claim_due(limit=free):
                         self._start(item.id, item.record)

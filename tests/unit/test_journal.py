@@ -39,8 +39,8 @@ def test_a_dead_workers_lease_runs_out_and_the_work_is_claimed_again(journal: Jo
 
 def test_renewed_leases_keep_work_with_its_worker(journal: Journal) -> None:
     """A worker that renews its lease keeps its work from others."""
-    journal.add([RECORD], now=NOW)
-    journal.renew_leases(now=NOW + LEASE_SECONDS)
+    [item_id] = journal.add([RECORD], now=NOW)
+    journal.renew_leases([item_id], now=NOW + LEASE_SECONDS)
     assert Journal(journal.path, owner="other").claim_due(now=NOW + LEASE_SECONDS + 1) == []
 
 
