@@ -113,6 +113,8 @@ class _Node:
     version: int = 1
     created: datetime.datetime = field(default_factory=lambda: _now())
     modified: datetime.datetime = field(default_factory=lambda: _now())
+    # fileSystemInfo.lastModifiedDateTime a client set (rclone does, in createUploadSession)
+    client_modified: str | None = None
 
     @property
     def name(self) -> str:
@@ -135,6 +137,7 @@ class _Session:
     segments: list[str]
     conflict: str
     expires: datetime.datetime
+    client_modified: str | None = None
     total: int | None = None
     next_offset: int = 0
     buffer: bytearray = field(default_factory=bytearray)
@@ -286,6 +289,7 @@ class FakeDrive:
                 existing.content = data
                 existing.version += 1
                 existing.modified = _now()
+                existing.client_modified = None
                 return False, existing
             parent = self._nodes[_key(segments[:-1])]
             display = _join(parent.display, segments[-1])
@@ -374,6 +378,10 @@ class FakeDrive:
                 "cTag": f'"c:{{{node.id}}},{node.version}"',
                 "createdDateTime": _iso(node.created),
                 "lastModifiedDateTime": _iso(node.modified),
+                "fileSystemInfo": {
+                    "createdDateTime": _iso(node.created),
+                    "lastModifiedDateTime": node.client_modified or _iso(node.modified),
+                },
                 "webUrl": self.web_url
                 + ("/" + quote(node.display) if node.display else ""),
                 "size": len(node.content),
@@ -401,6 +409,14 @@ class FakeDrive:
             else:
                 item["file"] = {"mimeType": "application/octet-stream"}
             return item
+
+    def display_of(self, item_id: str) -> str | None:
+        """Return the display path of the item with id `item_id` ("" for the root), or None."""
+        with self._lock:
+            for node in self._nodes.values():
+                if node.id == item_id:
+                    return node.display
+            return None
 
     def drive_json(self) -> dict[str, object]:
         """Return the drive resource."""
@@ -445,8 +461,13 @@ class FakeGraph:
         *,
         hostname: str = "contoso.sharepoint.com",
         site_path: str = "/sites/mirror",
+        tls_hostnames: tuple[str, ...] = (),
     ) -> None:
-        """Create the site with its two libraries; call `start()` (or use `with`) to listen."""
+        """Create the site with its two libraries; call `start()` (or use `with`) to listen.
+
+        `tls_hostnames` are extra names for the server certificate (`graph.microsoft.com`
+        for a client reached through a tunnelling proxy, such as rclone in the benchmark).
+        """
         self.idp = idp
         self.hostname = hostname
         self.site_path = site_path
@@ -469,7 +490,7 @@ class FakeGraph:
             ),
         ]
         self._runner = ServerRunner(
-            _Handler, pki.ssl_context(["127.0.0.1", "localhost"]), self
+            _Handler, pki.ssl_context(["127.0.0.1", "localhost", *tls_hostnames]), self
         )
 
     # Lifetime.
@@ -614,6 +635,23 @@ class FakeGraph:
             if drive.id == drive_id:
                 return drive
         raise GraphError(404, "itemNotFound", "The resource could not be found.")
+
+    def _path_for_item(self, raw_drive_id: str, item_id: str, rest: str) -> str:
+        """Rewrite `/drives/{d}/items/{id}{rest}` as the `/drives/{d}/root...` path it names."""
+        root = f"/v1.0/drives/{raw_drive_id}/root"
+        try:
+            drive = self._drive_by_id(unquote(raw_drive_id))
+        except GraphError:
+            return root + rest
+        display = "" if item_id == "root" else drive.display_of(item_id)
+        if display is None:
+            return f"/v1.0/drives/{raw_drive_id}/unknown-item"  # routed as "unknown": 400
+        if not display:
+            return root + rest
+        quoted = "/".join(quote(s, safe="") for s in display.split("/"))
+        if rest.startswith(":/"):  # a path relative to the item
+            return f"{root}:/{quoted}/{rest[2:]}"
+        return f"{root}:/{quoted}" + (f":{rest}" if rest else "")
 
     def _site_json(self) -> dict[str, object]:
         return {
@@ -804,6 +842,9 @@ class _Handler(JSONHandler):
             return "drive", lambda: _Answer(
                 200, graph._drive_by_id(drive_id).drive_json()
             )
+        if match := re.fullmatch(r"/v1\.0/drives/([^/:]+)/items/([^/:]+)(.*)", raw_path):
+            # Addressed by item id (rclone does): answer as the same request by path.
+            raw_path = graph._path_for_item(match.group(1), unquote(match.group(2)), match.group(3))
         match = re.fullmatch(r"/v1\.0/drives/([^/:]+)/root(.*)", raw_path)
         if not match:
             return "unknown", _not_understood
@@ -947,6 +988,9 @@ class _Handler(JSONHandler):
             )
         drive.check_writable(segments, conflict)
         session = self.graph._open_session(drive, segments, conflict)
+        info = item.get("fileSystemInfo") if isinstance(item, dict) else None
+        if isinstance(info, dict) and isinstance(info.get("lastModifiedDateTime"), str):
+            session.client_modified = info["lastModifiedDateTime"]
         upload_url = f"{self.graph.origin}/upload/{session.id}?token={session.secret}"
         return _Answer(
             200,
@@ -1006,6 +1050,7 @@ class _Handler(JSONHandler):
         created, node = session.drive.write(
             session.segments, session.buffer, conflict=session.conflict
         )
+        node.client_modified = session.client_modified
         return _Answer(201 if created else 200, session.drive.item_json(node))
 
     def _session_status(self, session_id: str) -> _Answer:
