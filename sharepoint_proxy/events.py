@@ -27,6 +27,18 @@ DELETE_EVENTS = frozenset(
     }
 )
 
+# Events that are answered 200 and skipped: the object's bytes did not change.
+METADATA_EVENTS = frozenset(
+    {
+        "s3:ObjectCreated:PutTagging",
+        "s3:ObjectCreated:DeleteTagging",
+        "s3:ObjectCreated:PutRetention",
+        "s3:ObjectCreated:PutLegalHold",
+        "s3:ObjectRemoved:NoOP",
+    }
+)
+KNOWN_EVENTS = UPLOAD_EVENTS | DELETE_EVENTS | METADATA_EVENTS
+
 
 class Action(enum.Enum):
     """What a record asks of the mirror."""

@@ -15,6 +15,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from .events import KNOWN_EVENTS
+
 EVENTS = Counter(
     "sharepoint_proxy_events_total", "Records handled, by event type and outcome.", ["event", "outcome"]
 )
@@ -39,6 +41,15 @@ TRANSFER_SECONDS = Histogram(
     "Time to apply one record.",
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800),
 )
+
+
+def event_label(event_name: str) -> str:
+    """Return the metric label for an event name: known names as they are, anything else "other".
+
+    Event names come from request bodies; labelling by them unchecked would let any sender
+    with the token create unbounded series (or unencodable ones).
+    """
+    return event_name if event_name in KNOWN_EVENTS else "other"
 
 
 def observe_graph(kind: str, status: int) -> None:

@@ -81,7 +81,7 @@ class Dispatcher:
         for index, record in enumerate(records):
             if index in skipped:
                 outcome = skipped[index]
-                metrics.EVENTS.labels(record.event_name, outcome.outcome).inc()
+                metrics.EVENTS.labels(metrics.event_label(record.event_name), outcome.outcome).inc()
             elif futures[index].done():
                 outcome = futures[index].result()
             else:
@@ -108,7 +108,7 @@ class Dispatcher:
         finally:
             with self._lock:
                 self._in_flight.discard(item_id)
-        metrics.EVENTS.labels(record.event_name, outcome.outcome).inc()
+        metrics.EVENTS.labels(metrics.event_label(record.event_name), outcome.outcome).inc()
         if outcome.outcome == "uploaded" and outcome.size:
             metrics.BYTES_UPLOADED.inc(outcome.size)
         return outcome
