@@ -18,7 +18,7 @@ from minio.error import MinioException, S3Error
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from .config import Config
-from .errors import ConfigError, PermanentError, ProxyError, TransientError
+from .errors import ConfigError, PermanentError, ProxyError, TokenRefusedError, TransientError
 from .graph import GraphClient
 from .minio_source import DENIED_CODES, MinioSource
 from .tokens import CertificateCredential, TokenProvider
@@ -95,7 +95,7 @@ def check_token(config: Config, tokens: TokenProvider) -> CheckResult:
     try:
         tokens.token()
     except ProxyError as exc:
-        return CheckResult("token", False, str(exc), _token_fix(str(exc), config))
+        return CheckResult("token", False, str(exc), _token_fix(exc, config))
     return CheckResult("token", True, f"got a token for {config.graph_scope} from {config.authority}")
 
 
@@ -220,21 +220,22 @@ def _certificate_fix(problems: list[str]) -> str:
     return "point CERT_PATH at the PEM certificate uploaded to the app registration"
 
 
-def _token_fix(message: str, config: Config) -> str:
-    """Say what to do about a refused token; the identity provider's code is in the message."""
-    if "AADSTS700016" in message or "unauthorized_client" in message:
+def _token_fix(exc: ProxyError, config: Config) -> str:
+    """Say what to do about a token that could not be had, from the identity provider's codes."""
+    if not isinstance(exc, TokenRefusedError):
+        return f"check AUTHORITY ({config.authority}) and that it is reachable (proxy, REQUESTS_CA_BUNDLE)"
+    codes = set(exc.codes)
+    if 700016 in codes or exc.error == "unauthorized_client":
         return f"check CLIENT_ID ({config.client_id}) and TENANT_ID: no such app in the tenant"
-    if "AADSTS90002" in message or "AADSTS900023" in message:
+    if codes & {90002, 900023}:
         return f"check TENANT_ID ({config.tenant_id}): no such tenant"
-    if "AADSTS700027" in message or "invalid_client" in message:
+    if codes & {7000215, 700024}:
+        return "check this machine's clock: the signed assertion is outside its time window"
+    if 700027 in codes or exc.error == "invalid_client":
         return (
             "upload the certificate (thumbprint above) to the app registration, under Certificates "
             f"& secrets, and check CLIENT_ID ({config.client_id}) names that app"
         )
-    if "AADSTS7000215" in message or "AADSTS700024" in message:
-        return "check this machine's clock: the signed assertion is outside its time window"
-    if "unreachable" in message or "request failed" in message:
-        return f"check AUTHORITY ({config.authority}) and that it is reachable (proxy, REQUESTS_CA_BUNDLE)"
     return "see the identity provider's message; check TENANT_ID, CLIENT_ID and AUTHORITY"
 
 

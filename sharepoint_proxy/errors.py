@@ -11,6 +11,7 @@
     │   └── BadPayloadError         400  not a MinIO notification
     ├── TransientError              may succeed later (network, 5xx, 423): retried,
     │   ├── ThrottledError          429/503 with Retry-After   then 202 (journaled)
+    │   ├── TokenRefusedError       the identity provider refused a token (error, AADSTS codes)
     │   ├── SourceChangedError      the object changed between stat and read: stat again
     │   └── UploadSessionLostError  Graph dropped the upload session: read the object again
     ├── PermanentError              can never succeed (bad name, 403, 507): 200, outcome
@@ -85,6 +86,20 @@ class TransientError(ProxyError):
 
 class ThrottledError(TransientError):
     """Graph asked us to slow down (429, or 503 with Retry-After)."""
+
+
+class TokenRefusedError(TransientError):
+    """The identity provider answered a token request with an error.
+
+    Transient for events (the operator fixes the registration; nothing is dropped), and
+    specific enough for `check` to say what to fix: `error` is the OAuth error and
+    `codes` Entra's AADSTS numbers.
+    """
+
+    def __init__(self, error: str, codes: tuple[int, ...], description: str) -> None:
+        self.error = error
+        self.codes = codes
+        super().__init__(f"identity provider refused a token: {error} {description}".strip())
 
 
 class SourceChangedError(TransientError):

@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from .config import Config
-from .errors import ConfigError, TransientError
+from .errors import ConfigError, TokenRefusedError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -146,10 +146,11 @@ class TokenProvider:
             self.requests_to_identity_provider += 1
         token = result.get("access_token")
         if not token:
-            error = result.get("error", "unknown_error")
-            description = str(result.get("error_description", "")).splitlines()[0:1]
-            log.error("token.refused", extra={"error": error, "description": description})
-            raise TransientError(f"identity provider refused a token: {error} {' '.join(description)}")
+            error = str(result.get("error", "unknown_error"))
+            description = str(result.get("error_description", "")).split("\n", 1)[0]
+            codes = tuple(c for c in result.get("error_codes", []) if isinstance(c, int))
+            log.error("token.refused", extra={"error": error, "error_codes": codes})
+            raise TokenRefusedError(error, codes, description)
         return str(token)
 
     def invalidate(self) -> None:
