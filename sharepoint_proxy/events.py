@@ -98,18 +98,29 @@ def _parse_record(index: int, raw: Any) -> Record:
         raise BadPayloadError(f"{where} has no s3.bucket.name")
     if not isinstance(escaped_key, str) or not escaped_key or not isinstance(obj, dict):
         raise BadPayloadError(f"{where} has no s3.object.key")
+    key = unquote_plus(escaped_key)
+    if not _is_utf8_encodable(bucket_name + key):
+        raise BadPayloadError(f"{where} has a bucket or key holding a lone UTF-16 surrogate")
     size = obj.get("size")
     return Record(
         event_name=event_name,
         action=classify(event_name),
         bucket=bucket_name,
         # MinIO escapes the key with Go's url.QueryEscape: space is "+", "+" is "%2B".
-        key=unquote_plus(escaped_key),
+        key=key,
         version_id=_optional_str(obj.get("versionId")),
         etag=_optional_str(obj.get("eTag")),
         size=size if isinstance(size, int) and not isinstance(size, bool) else None,
         sequencer=_optional_str(obj.get("sequencer")),
     )
+
+
+def _is_utf8_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _optional_str(value: Any) -> str | None:

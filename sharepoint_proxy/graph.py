@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 import requests
@@ -26,6 +27,9 @@ from .errors import (
 from .minio_source import Readable
 from .paths import quote_path
 from .tokens import TokenSource
+
+if TYPE_CHECKING:
+    from requests.sessions import _Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,10 @@ class Drive(Protocol):
         """Delete the item at `path`; return False when it was already gone."""
         ...
 
+    def delete_file(self, path: str) -> bool:
+        """Delete the file at `path`; return False when there is no file there."""
+        ...
+
     def ensure_folder(self, path: str) -> None:
         """Create the folder at `path` and any missing parents."""
         ...
@@ -83,9 +91,42 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, moment.timestamp() - current)
 
 
+class _Session(requests.Session):
+    """A requests Session that reads proxy and CA settings from the environment once per origin.
+
+    requests looks at the environment (proxies, NO_PROXY, REQUESTS_CA_BUNDLE) on every
+    request, which walks `os.environ` several times (~0.18 ms per request on the benchmark
+    machine, against ~2 µs from the cache).
+    The environment does not change while the process runs, so the answer per origin is
+    kept. Calls that pass their own proxies, verify or cert take requests' usual path.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple[str, str, bool | None], _Settings] = {}
+        self._environment_lock = threading.Lock()
+
+    def merge_environment_settings(
+        self, url: str | bytes | None, proxies: Any, stream: bool | None, verify: Any, cert: Any
+    ) -> _Settings:
+        """Return requests' merged settings for `url`, from a per-origin cache when the call adds none."""
+        if proxies or verify not in (None, True) or cert is not None or not isinstance(url, str):
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, stream)
+        settings = self._environment.get(key)
+        if settings is None:
+            settings = super().merge_environment_settings(url, {}, stream, verify, cert)
+            with self._environment_lock:
+                self._environment[key] = settings
+        fresh = settings.copy()
+        fresh["proxies"] = dict(settings["proxies"])  # requests may add to it; keep ours intact
+        return fresh
+
+
 def make_session() -> requests.Session:
     """Build the HTTP session Graph calls share: pooled connections and our User-Agent."""
-    session = requests.Session()
+    session = _Session()
     # Retries are ours (see GraphClient._call): they must honour Retry-After and tokens.
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
     session.mount("https://", adapter)
@@ -175,6 +216,9 @@ class GraphClient:
             while offset < size:
                 chunk = _read_exactly(stream, min(self._chunk_bytes, size - offset))
                 offset = self._put_chunk(upload_url, chunk, offset, size)
+                # Drop this chunk before reading the next: otherwise both are alive while the
+                # next one is read, and a transfer holds two chunks instead of one.
+                del chunk
             done = True
         finally:
             if not done:
@@ -192,7 +236,8 @@ class GraphClient:
                         return end  # the server kept the whole chunk before the failure
                     if server_offset < offset:
                         raise TransientError("upload session went backwards; starting over")
-                body = chunk if server_offset == offset else chunk[server_offset - offset :]
+                # A view, not a copy, of the part the server still wants.
+                body = chunk if server_offset == offset else memoryview(chunk)[server_offset - offset :]
                 headers = {"Content-Range": f"bytes {server_offset}-{end - 1}/{size}"}
                 # No Authorization header: the upload URL carries its own credential.
                 response = self._send("PUT", upload_url, kind="upload_chunk", data=body,
@@ -256,8 +301,13 @@ class GraphClient:
         body = {"name": name, "folder": {}, "@microsoft.graph.conflictBehavior": "fail"}
         for _ in range(2):
             response = self._call("POST", self._item_url(parent, "children"), kind="create_folder", json=body)
-            if response.status_code in (200, 201, 409):
-                return  # 409: it exists already, which is what we want
+            if response.status_code in (200, 201):
+                return
+            if response.status_code == 409:  # the name is taken: what we want if by a folder
+                item = self.get_item(path)
+                if item is not None and "folder" in item:
+                    return
+                raise PermanentError("name_collision", f"a file holds the folder path {path!r}")
             if response.status_code == 404 and parent:
                 self.ensure_folder(parent)
                 continue
@@ -266,7 +316,17 @@ class GraphClient:
 
     def delete_folder_if_empty(self, path: str) -> bool:
         """Delete the folder at `path` if it has no children; return whether it was deleted."""
+        item = self.get_item(path)
+        if item is None or "folder" not in item:
+            return False  # gone, or a file (another key's) at the folder's path
         for _child in self.list_children(path):
+            return False
+        return self.delete(path)
+
+    def delete_file(self, path: str) -> bool:
+        """Delete the file at `path`; False when there is none (a folder there is left alone)."""
+        item = self.get_item(path)
+        if item is None or "folder" in item:
             return False
         return self.delete(path)
 
@@ -364,6 +424,7 @@ class GraphClient:
 
 
 def _read_exactly(stream: Readable, size: int) -> bytes:
+    """Read `size` bytes; one read (one buffer, no copy) unless the stream returns less."""
     data = stream.read(size) if size else b""
     if len(data) == size:
         return data

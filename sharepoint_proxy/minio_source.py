@@ -93,6 +93,8 @@ class MinioSource:
         """Return the object's current version, or None when it does not exist."""
         try:
             stat = self._client.stat_object(bucket, key)
+        except ValueError as exc:  # the minio client refuses the name itself, before any request
+            raise PermanentError("invalid_s3_name", f"the S3 client refuses the name {bucket}/{key}") from exc
         except S3Error as exc:
             if exc.code in ABSENT_CODES:
                 return None
@@ -112,7 +114,9 @@ class MinioSource:
     @contextmanager
     def open(self, info: ObjectInfo) -> Iterator[Readable]:
         """Stream exactly the version `info` describes; raise SourceChangedError if it moved on."""
-        headers = {} if info.version_id else {"If-Match": f'"{info.etag}"'}
+        headers: dict[str, str | list[str] | tuple[str]] = {}
+        if not info.version_id:
+            headers["If-Match"] = f'"{info.etag}"'
         try:
             response = self._client.get_object(
                 info.bucket, info.key, version_id=info.version_id, request_headers=headers
@@ -126,7 +130,10 @@ class MinioSource:
         try:
             yield _RawStream(response)
         finally:
-            response.close()
+            # Read to the end, the connection goes back to the pool for the next stat or GET
+            # (keep-alive); a stream left unfinished must not be reused, so it is closed.
+            if not response.closed:
+                response.close()
             response.release_conn()
 
 

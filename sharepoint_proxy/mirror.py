@@ -159,7 +159,8 @@ class Mirror:
                     f"already owns {entry.path!r}",
                 )
             if action is Decision.DELETE:
-                deleted = self._drive.delete(path)
+                # A path this key wrote is its file; any other may be a folder of the same name.
+                deleted = self._drive.delete(path) if entry is not None else self._drive.delete_file(path)
                 self._ledger.ledger_forget(identity)
                 return ("deleted" if deleted else "absent"), None
             if action is Decision.UNCHANGED:
