@@ -109,7 +109,7 @@ class Readiness:
             problems.append(f"graph: {exc}")
         try:
             services.source.client.list_buckets()
-        except Exception as exc:  # noqa: BLE001 - any failure means MinIO is not usable now
+        except Exception as exc:
             problems.append(f"minio: {type(exc).__name__}")
         return problems
 
@@ -166,9 +166,16 @@ def create_app(config: Config, *, services: Services | None = None) -> Flask:
 
 
 def _read_authenticated_body(secret: str) -> bytes:
-    """Return the raw body once the request is authenticated; refuse oversized bodies unread."""
-    if not request.headers.get("Authorization") and not request.headers.get("X-Minio-Signature"):
+    """Return the raw body once the request is authenticated; refuse oversized bodies unread.
+
+    The order is DESIGN.md's: 401, then 403, then 413. A bearer token is checked before the
+    body is read; a signature needs the body, so it is checked after the size.
+    """
+    headers = request.headers
+    if not headers.get("Authorization") and not headers.get("X-Minio-Signature"):
         raise UnauthenticatedError("missing Authorization or X-Minio-Signature header")
+    if not headers.get("X-Minio-Signature"):
+        authenticate(headers, b"", secret=secret)  # bearer only: the body plays no part
     if (request.content_length or 0) > MAX_BODY_BYTES:
         raise PayloadTooLargeError(f"body over {MAX_BODY_BYTES} bytes")
     body = request.stream.read(MAX_BODY_BYTES + 1)
