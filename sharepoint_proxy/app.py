@@ -104,7 +104,7 @@ class Readiness:
                 services.graph.drive  # noqa: B018 - raises while unresolved
             except TransientError:
                 services.resolve_drive()
-            services.graph.get_item("")
+            services.graph.probe()
         except ProxyError as exc:
             problems.append(f"graph: {exc}")
         try:

@@ -288,6 +288,10 @@ class GraphClient:
             return None
         return _json(response, 200, path)
 
+    def probe(self) -> None:
+        """Ask Graph for the library's root once, without retrying: a cheap liveness check."""
+        _expect(self._send("GET", self._item_url(""), kind="item"), (200,), "the library's root")
+
     def list_children(self, path: str) -> Iterator[dict[str, Any]]:
         """Yield the children of the folder at `path` ("" is the library's root)."""
         url = self._item_url(path, "children")
