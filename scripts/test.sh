@@ -3,6 +3,5 @@
 # Extra arguments go to pytest (e.g. scripts/test.sh -k webhook).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+. scripts/venv.sh
 exec .venv/bin/python -m pytest "$@"
