@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from typing import Protocol
 
 from .errors import ForbiddenError, UnauthenticatedError
 
 
-def authenticate(headers: Mapping[str, str], body: bytes, *, secret: str) -> None:
+class Headers(Protocol):
+    """Request headers: a dict, or the web framework's case-insensitive headers."""
+
+    def get(self, key: str, /) -> str | None:
+        """Return the header's value, or None."""
+        ...
+
+
+def authenticate(headers: Headers, body: bytes, *, secret: str) -> None:
     """Accept the request if it carries the bearer token or a valid HMAC signature; else raise.
 
     MinIO sends `Authorization: Bearer <secret>`; relays that sign send

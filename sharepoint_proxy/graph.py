@@ -173,7 +173,8 @@ class GraphClient:
         site_json = _json(site, 200, "site")
         site_id = site_json["id"]
         if library is None:
-            drive_json = _json(self._call("GET", f"{self._base}/sites/{site_id}/drive", kind="drive"), 200, "drive")
+            response = self._call("GET", f"{self._base}/sites/{site_id}/drive", kind="drive")
+            drive_json = _json(response, 200, "drive")
         else:
             drives = list(self._paged(f"{self._base}/sites/{site_id}/drives", kind="drives"))
             drive_json = _match_library(drives, library)
@@ -411,7 +412,8 @@ class GraphClient:
         if status == 423:
             raise TransientError(f"Graph {kind}: the item is locked (423)", retry_after=None)
         if status in (401, 403):
-            raise PermanentError("graph_access_denied", f"Graph refused {kind} with {status}: {_error_code(response)}")
+            refusal = f"Graph refused {kind} with {status}: {_error_code(response)}"
+            raise PermanentError("graph_access_denied", refusal)
         if status == 507:
             raise PermanentError("quota_exceeded", "the SharePoint site is out of storage quota (507)")
         return response

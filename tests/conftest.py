@@ -26,7 +26,7 @@ WEBHOOK_SECRET = "test-webhook-secret-0123456789"
 SITE_PATH = "contoso.sharepoint.com:/sites/mirror"
 
 
-@pytest.fixture()
+@pytest.fixture
 def env(
     tmp_path: Path,
     idp: IdentityProvider,
@@ -53,7 +53,7 @@ def env(
     }
 
 
-@pytest.fixture()
+@pytest.fixture
 def config(env: dict[str, str]) -> Config:
     """Return the validated configuration for `env`."""
     from sharepoint_proxy.config import Config
@@ -61,7 +61,7 @@ def config(env: dict[str, str]) -> Config:
     return Config.from_env(env)
 
 
-@pytest.fixture()
+@pytest.fixture
 def services(config: Config) -> Iterator[Services]:
     """Return the production adapters wired to the local servers, with a short retry budget."""
     from sharepoint_proxy.app import Services
@@ -71,7 +71,7 @@ def services(config: Config) -> Iterator[Services]:
     services.close()
 
 
-@pytest.fixture()
+@pytest.fixture
 def app(config: Config, services: Services) -> Flask:
     """Return the application as `create_app` builds it."""
     from sharepoint_proxy.app import create_app
@@ -79,14 +79,14 @@ def app(config: Config, services: Services) -> Flask:
     return create_app(config, services=services)
 
 
-@pytest.fixture()
+@pytest.fixture
 def client(app: Flask) -> Iterator[FlaskClient]:
     """Return a test client of the application."""
     with app.test_client() as client:
         yield client
 
 
-@pytest.fixture()
+@pytest.fixture
 def gunicorn(env: dict[str, str], pki: TestPKI, tmp_path: Path) -> Iterator[Gunicorn]:
     """Run the real gunicorn command against the local servers for one test."""
     from tests.support.gunicorn import Gunicorn

@@ -11,7 +11,8 @@ from tests.support.gunicorn import ROOT
 def test_the_demo_shows_a_file_landing() -> None:
     """`python -m tests.demo` (what scripts/demo.sh runs) passes `check` and mirrors its file."""
     result = subprocess.run(
-        [sys.executable, "-m", "tests.demo"], cwd=ROOT, capture_output=True, text=True, timeout=180, check=False
+        [sys.executable, "-m", "tests.demo"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAIL" not in result.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import subprocess
@@ -12,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psutil
-import pytest
 import requests
 
 from tests.conftest import WEBHOOK_SECRET
@@ -37,8 +37,8 @@ def test_gunicorn_mirrors_an_object_with_memory_bounded_by_the_chunk(
     small = b"hello from gunicorn"
     minio_client.put_object(bucket, "hello.txt", io.BytesIO(small), len(small))
     headers = {"Authorization": f"Bearer {WEBHOOK_SECRET}"}
-    warm = requests.post(f"{gunicorn.url}/s3event", data=minio_body("s3:ObjectCreated:Put", bucket, "hello.txt"),
-                         headers=headers, timeout=60)
+    warm_body = minio_body("s3:ObjectCreated:Put", bucket, "hello.txt")
+    warm = requests.post(f"{gunicorn.url}/s3event", data=warm_body, headers=headers, timeout=60)
     assert warm.status_code == 200, warm.text
     assert drive.get(f"{bucket}/hello.txt") == small
 
@@ -49,10 +49,8 @@ def test_gunicorn_mirrors_an_object_with_memory_bounded_by_the_chunk(
     def sample() -> None:
         while not done.is_set():
             for process in gunicorn.workers():
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess):
                     peak[process.pid] = max(peak.get(process.pid, 0), process.memory_info().rss)
-                except psutil.NoSuchProcess:
-                    pass
             time.sleep(0.01)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -82,7 +80,8 @@ def test_gunicorn_refuses_to_start_on_bad_settings(env: dict[str, str]) -> None:
     bad["UPLOAD_CHUNK_BYTES"] = "12345"
     result = subprocess.run(
         [sys.executable, "-c", "import sharepoint_proxy.wsgi"],
-        cwd=ROOT, env={"PATH": os.environ["PATH"], **bad}, capture_output=True, text=True, timeout=60,
+        cwd=ROOT, env={"PATH": os.environ["PATH"], **bad},
+        capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 2
     for name in ("TENANT_ID", "WEBHOOK_SECRET", "UPLOAD_CHUNK_BYTES"):
@@ -103,7 +102,8 @@ def test_metrics_add_up_across_gunicorn_workers(
         for i in range(12):
             minio_client.put_object(bucket, f"m/{i}.txt", io.BytesIO(b"metric"), 6)
             body = minio_body("s3:ObjectCreated:Put", bucket, f"m/{i}.txt")
-            assert requests.post(f"{server.url}/s3event", data=body, headers=headers, timeout=60).status_code == 200
+            answer = requests.post(f"{server.url}/s3event", data=body, headers=headers, timeout=60)
+            assert answer.status_code == 200
         line = 'sharepoint_proxy_events_total{event="s3:ObjectCreated:Put",outcome="uploaded"} 12.0'
         for _ in range(4):  # each scrape may land on either worker
             assert line in requests.get(f"{server.url}/metrics", timeout=10).text

@@ -111,8 +111,9 @@ class _Node:
     folder: bool
     content: bytes | bytearray = b""
     version: int = 1
-    created: datetime.datetime = field(default_factory=lambda: _now())
-    modified: datetime.datetime = field(default_factory=lambda: _now())
+    # A lambda, because _now is defined further down this module.
+    created: datetime.datetime = field(default_factory=lambda: _now())  # noqa: PLW0108
+    modified: datetime.datetime = field(default_factory=lambda: _now())  # noqa: PLW0108
     # fileSystemInfo.lastModifiedDateTime a client set (rclone does, in createUploadSession)
     client_modified: str | None = None
 

@@ -7,6 +7,7 @@ connection, so clients see connection errors; `up()` listens again on the same p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -53,20 +54,16 @@ class _TLSHTTPServer(ThreadingHTTPServer):
         finally:
             with self._lock:
                 self._connections.discard(connection)
-            try:
+            with contextlib.suppress(OSError):
                 connection.close()
-            except OSError:
-                pass
 
     def cut_connections(self) -> None:
         """Shut down every open connection at the socket level."""
         with self._lock:
             connections = list(self._connections)
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Stay quiet: a test server's broken connections are expected, not news."""
@@ -195,7 +192,5 @@ class JSONHandler(BaseHTTPRequestHandler):
     def drop_connection(self) -> None:
         """Close the connection without answering."""
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass

@@ -10,7 +10,7 @@ from sharepoint_proxy.config import Config
 from sharepoint_proxy.errors import ConfigError
 
 
-@pytest.fixture()
+@pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     cert = tmp_path / "c.pem"
     key = tmp_path / "k.pem"

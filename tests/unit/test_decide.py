@@ -13,7 +13,7 @@ MIRRORED = LedgerEntry("b", "k", "b/k", "e1")
 
 
 @pytest.mark.parametrize(
-    "info, entry, owned_by_other, expected",
+    ("info", "entry", "owned_by_other", "expected"),
     [
         (PRESENT, None, False, Decision.UPLOAD),
         (PRESENT, MIRRORED, False, Decision.UNCHANGED),

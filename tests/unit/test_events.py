@@ -73,7 +73,7 @@ def test_all_records_are_parsed() -> None:
 
 
 @pytest.mark.parametrize(
-    "event_name, action",
+    ("event_name", "action"),
     [
         ("s3:ObjectCreated:Post", Action.UPLOAD),
         ("s3:ObjectRemoved:DeleteAllVersions", Action.DELETE),
@@ -104,8 +104,10 @@ def test_event_table(event_name: str, action: Action) -> None:
         b'{"Records": [1]}',
         b'{"Records": [{"eventName": "s3:ObjectCreated:Put"}]}',
         b'{"Records": [{"eventName": "s3:ObjectCreated:Put", "s3": {"bucket": {}, "object": {"key": "a"}}}]}',
-        b'{"Records": [{"eventName": "s3:ObjectCreated:Put", "s3": {"bucket": {"name": "b"}, "object": {}}}]}',
-        b'{"Records": [{"eventName": "s3:ObjectCreated:Put", "s3": {"bucket": {"name": "b"}, "object": {"key": 5}}}]}',
+        b'{"Records": [{"eventName": "s3:ObjectCreated:Put",'
+        b' "s3": {"bucket": {"name": "b"}, "object": {}}}]}',
+        b'{"Records": [{"eventName": "s3:ObjectCreated:Put",'
+        b' "s3": {"bucket": {"name": "b"}, "object": {"key": 5}}}]}',
     ],
 )
 def test_bad_bodies_are_refused(body: bytes) -> None:

@@ -102,7 +102,7 @@ def test_an_unwritable_state_dir_is_a_journal_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "attempts, retry_after, low, high",
+    ("attempts", "retry_after", "low", "high"),
     [(0, None, 0.5, 1.0), (3, None, 4.0, 8.0), (20, None, 150.0, 300.0), (0, 120.0, 120.0, 120.0)],
 )
 def test_backoff_grows_is_capped_and_honours_retry_after(

@@ -8,7 +8,7 @@ from sharepoint_proxy.metrics import event_label
 
 
 @pytest.mark.parametrize(
-    "name, label",
+    ("name", "label"),
     [
         ("s3:ObjectCreated:Put", "s3:ObjectCreated:Put"),
         ("s3:ObjectRemoved:DeleteMarkerCreated", "s3:ObjectRemoved:DeleteMarkerCreated"),

@@ -10,7 +10,7 @@ NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
 @pytest.mark.parametrize(
-    "value, seconds",
+    ("value", "seconds"),
     [
         ("120", 120.0),
         (" 3 ", 3.0),
