@@ -17,11 +17,9 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Self
 from urllib.parse import parse_qs, quote, unquote
 
-from tests.support.httpserver import JSONHandler, ServerRunner
+from tests.support.httpserver import JSONHandler, ServerRunner, Service
 from tests.support.idp import IdentityProvider
 from tests.support.sharepoint_rules import name_violation, path_violation
 from tests.support.tls import TestPKI
@@ -452,7 +450,7 @@ class FakeDrive:
         return node
 
 
-class FakeGraph:
+class FakeGraph(Service):
     """Serve Microsoft Graph's site, drive, item and upload-session endpoints on 127.0.0.1."""
 
     def __init__(
@@ -512,19 +510,6 @@ class FakeGraph:
         """Serve again, on the same port, after `down()`."""
         self._runner.start()
 
-    def __enter__(self) -> Self:
-        """Start and return the server."""
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Stop the server."""
-        self.stop()
 
     @property
     def origin(self) -> str:

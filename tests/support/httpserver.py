@@ -13,7 +13,8 @@ import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 _READ_PIECE = 1024 * 1024
 HANDSHAKE_TIMEOUT = 10.0
@@ -67,6 +68,33 @@ class _TLSHTTPServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Stay quiet: a test server's broken connections are expected, not news."""
+
+
+
+class Service:
+    """A local server started on entering a `with` block and stopped on leaving it."""
+
+    def start(self) -> None:
+        """Start serving."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop serving."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        """Start and return the server."""
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Stop the server."""
+        self.stop()
 
 
 class ServerRunner:

@@ -14,15 +14,14 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from tests.support.httpserver import JSONHandler, ServerRunner
+from tests.support.httpserver import JSONHandler, ServerRunner, Service
 from tests.support.tls import TestPKI
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -66,7 +65,7 @@ class TokenError(Exception):
         }
 
 
-class IdentityProvider:
+class IdentityProvider(Service):
     """Serve one Entra ID tenant on 127.0.0.1 over HTTPS and issue opaque access tokens."""
 
     def __init__(self, pki: TestPKI, *, tenant_id: str = "test-tenant") -> None:
@@ -93,19 +92,6 @@ class IdentityProvider:
         """Stop listening and close open connections."""
         self._runner.stop()
 
-    def __enter__(self) -> Self:
-        """Start and return the provider."""
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Stop the provider."""
-        self.stop()
 
     @property
     def base_url(self) -> str:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable, Iterable
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import minio
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
@@ -16,6 +15,8 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 from werkzeug.serving import make_server
+
+from tests.support.httpserver import Service
 
 _WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -50,7 +51,7 @@ class _RecordingServer(ThreadedMotoServer):
         self._server.serve_forever()
 
 
-class S3Server:
+class S3Server(Service):
     """Serve an S3 API (moto) at `endpoint`, with MinIO's default credentials."""
 
     access_key = "minioadmin"
@@ -77,19 +78,6 @@ class S3Server:
             self._server.stop()
             self._started = False
 
-    def __enter__(self) -> Self:
-        """Start and return the server."""
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Stop the server."""
-        self.stop()
 
     @property
     def host(self) -> str:
