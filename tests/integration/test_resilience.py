@@ -35,13 +35,31 @@ PUT = "s3:ObjectCreated:Put"
 DELETE = "s3:ObjectRemoved:Delete"
 
 
-def wait_until(condition: Callable[[], bool], *, seconds: float, what: str) -> None:
-    """Poll `condition` until true; fail naming `what` after `seconds`."""
+def wait_until(
+    condition: Callable[[], bool], *, seconds: float, what: str, env: dict[str, str] | None = None
+) -> None:
+    """Poll `condition` until true; fail naming `what` after `seconds`, with the journal and logs."""
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {seconds:.0f} s waiting for {what}")
+            pytest.fail(f"timed out after {seconds:.0f} s waiting for {what}{diagnosis(env)}")
         time.sleep(0.2)
+
+
+def diagnosis(env: dict[str, str] | None) -> str:
+    """Describe the journal's unfinished work and the end of the proxy's logs, for a failure."""
+    if env is None:
+        return ""
+    state = Path(env["STATE_DIR"])
+    items = "\n".join(
+        f"  {i.id} {i.state} attempts={i.attempts} due_in={i.due_at - time.time():.1f}s {i.record.key}: "
+        f"{i.last_error}"
+        for i in journal_of(env).items()
+    )
+    logs = ""
+    for log in sorted(state.parent.glob("*.log")):
+        logs += f"\n--- {log.name} (last 40 lines)\n" + "\n".join(log.read_text().splitlines()[-40:])
+    return f"\njournal:\n{items or '  (empty)'}{logs}"
 
 
 def journal_of(env: dict[str, str]) -> Journal:
@@ -135,7 +153,10 @@ def test_chaos_ends_with_the_drive_equal_to_the_bucket(
                 statuses += list(pool.map(lambda body: post(server.url, body), deliveries))
             drive.unlock(locked)
             idp.outage = False
-            wait_until(lambda: journal_of(chaos_env).depth() == 0, seconds=180, what="the journal to drain")
+            wait_until(
+                lambda: journal_of(chaos_env).depth() == 0,
+                seconds=180, what="the journal to drain", env=chaos_env,
+            )
             for key, data in state.items():
                 etag = hashlib.md5(data).hexdigest()
                 if mirrored.get(key) != etag:
@@ -180,7 +201,7 @@ def test_a_crash_mid_upload_completes_after_restart_without_redelivery(
     restarted.start()
     try:
         wait_until(lambda: drive.get(f"{bucket}/crash/film.mp4") == data, seconds=120,
-                   what="the upload to finish after the restart")
+                   what="the upload to finish after the restart", env=env)
     finally:
         restarted.stop()
     assert journal_of(env).depth() == 0
@@ -218,6 +239,6 @@ def test_events_during_a_graph_outage_are_answered_2xx_and_applied_after(
         graph.up()
         assert set(statuses) == {202}, statuses
         wait_until(lambda: all(drive.get(p) == d for p, d in expected.items()), seconds=120,
-                   what="the events to be applied after the outage")
+                   what="the events to be applied after the outage", env=env)
     finally:
         server.stop()
