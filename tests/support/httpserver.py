@@ -153,6 +153,9 @@ class JSONHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     timeout = 60
+    # Headers and body go out in two sends; with Nagle's algorithm the body would wait for
+    # the client's delayed ACK (~40 ms on Linux), a stall real servers do not have.
+    disable_nagle_algorithm = True
     server: _TLSHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:
