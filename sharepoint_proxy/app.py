@@ -48,7 +48,13 @@ class Services:
     dispatcher: Dispatcher
 
     @classmethod
-    def from_config(cls, config: Config, *, retry_budget_seconds: float = RETRY_BUDGET_SECONDS) -> Services:
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        retry_budget_seconds: float = RETRY_BUDGET_SECONDS,
+        journal: Journal | None = None,
+    ) -> Services:
         """Wire the production adapters from the configuration (no network call yet)."""
         tokens = TokenProvider(config)
         graph = GraphClient(
@@ -56,7 +62,7 @@ class Services:
         )
         source = MinioSource.from_config(config)
         locks = KeyLocks(config.state_dir / "locks")
-        journal = Journal(config.state_dir / "journal.sqlite3")
+        journal = journal or Journal(config.state_dir / "journal.sqlite3")
         mirror = Mirror(source, graph, target_folder=config.target_folder, locks=locks, ledger=journal)
         dispatcher = Dispatcher(journal, mirror, deadline_seconds=config.response_deadline_seconds)
         return cls(config, source, tokens, graph, journal, mirror, dispatcher)

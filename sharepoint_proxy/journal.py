@@ -102,8 +102,9 @@ def _decode(text: str) -> Record:
 class Journal:
     """The durable queue of accepted work and the mirror ledger, in one SQLite file."""
 
-    def __init__(self, path: Path, *, owner: str | None = None) -> None:
+    def __init__(self, path: Path, *, owner: str | None = None, busy_timeout_seconds: float = 30.0) -> None:
         self.path = path
+        self._busy_timeout = busy_timeout_seconds
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._local = threading.local()
         try:
@@ -115,9 +116,10 @@ class Journal:
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None or getattr(self._local, "pid", None) != os.getpid():
-            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            connection = sqlite3.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+            )
             connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA busy_timeout=30000")
             self._local.connection = connection
             self._local.pid = os.getpid()
         return connection

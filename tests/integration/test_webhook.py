@@ -6,11 +6,15 @@ import hashlib
 import hmac
 import io
 import os
+import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from sharepoint_proxy.app import Services, create_app
+from sharepoint_proxy.config import Config
+from sharepoint_proxy.journal import Journal
 from tests.conftest import WEBHOOK_SECRET
 from tests.support.events import minio_body
 
@@ -18,7 +22,6 @@ if TYPE_CHECKING:
     from flask.testing import FlaskClient
     from minio import Minio
 
-    from sharepoint_proxy.app import Services
     from tests.support.graph import FakeDrive, FakeGraph
     from tests.support.idp import IdentityProvider
 
@@ -290,9 +293,6 @@ def test_permanent_delete_mode_skips_the_recycle_bin(
     env: dict[str, str], minio_client: Minio, bucket: str, drive: FakeDrive
 ) -> None:
     """DELETE_MODE=permanent deletes for good: nothing lands in the recycle bin."""
-    from sharepoint_proxy.app import Services, create_app
-    from sharepoint_proxy.config import Config
-
     config = Config.from_env({**env, "DELETE_MODE": "permanent"})
     services = Services.from_config(config)
     try:
@@ -345,3 +345,69 @@ def run_a_troubled_upload(client: FlaskClient, minio_client: Minio, bucket: str,
     graph.fail_next("create_session", 429, retry_after="0")
     client.post("/s3event", data=b"{}", headers={"Authorization": "Bearer wrong-guess"})
     assert notify(client, "s3:ObjectCreated:Put", bucket, "secret/plans.bin").status_code == 200
+
+
+def test_an_unwritable_journal_answers_503_and_changes_nothing(
+    config: Config, minio_client: Minio, bucket: str, drive: FakeDrive, graph: FakeGraph
+) -> None:
+    """When the event cannot be journaled (here: the database stays locked), the answer is 503,
+    so MinIO keeps the event, and nothing is done that the journal does not know of."""
+    journal = Journal(config.state_dir / "journal.sqlite3", busy_timeout_seconds=0.2)
+    services = Services.from_config(config, journal=journal)
+    try:
+        client = create_app(config, services=services).test_client()
+        put_object(minio_client, bucket, "locked-out.txt", b"later")
+        graph.reset_counters()
+        blocker = sqlite3.connect(config.state_dir / "journal.sqlite3", isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            response = notify(client, "s3:ObjectCreated:Put", bucket, "locked-out.txt")
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+    finally:
+        services.close()
+    assert response.status_code == 503
+    assert response.json["error"] == "journal_unavailable"
+    assert graph.count("content") == 0
+    assert drive.files() == {}
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"), [(403, "graph_access_denied"), (507, "quota_exceeded")], ids=["403", "507"]
+)
+def test_permanent_graph_refusals_become_dead_letters(
+    client: FlaskClient, services: Services, minio_client: Minio, bucket: str, graph: FakeGraph,
+    status: int, reason: str,
+) -> None:
+    """403 from Graph and 507 (quota) are permanent: 200 with outcome failed, kept as a dead letter."""
+    put_object(minio_client, bucket, "refused.txt", b"no")
+    graph.fail_next("content", status)
+    response = notify(client, "s3:ObjectCreated:Put", bucket, "refused.txt")
+    assert response.status_code == 200
+    [outcome] = response.json["outcomes"]
+    assert (outcome["outcome"], outcome["reason"]) == ("failed", reason)
+    [dead] = services.journal.items("dead")
+    assert dead.record.key == "refused.txt"
+    assert dead.last_error == reason
+
+
+def test_a_locked_file_is_retried_until_it_is_unlocked(
+    env: dict[str, str], minio_client: Minio, bucket: str, drive: FakeDrive
+) -> None:
+    """423 (the file is open or checked out) is transient: 202, then applied once unlocked."""
+    config = Config.from_env({**env, "RESPONSE_DEADLINE_SECONDS": "2"})
+    services = Services.from_config(config, retry_budget_seconds=1.0)
+    try:
+        client = create_app(config, services=services).test_client()
+        put_object(minio_client, bucket, "open.docx", b"v1")
+        notify(client, "s3:ObjectCreated:Put", bucket, "open.docx")
+        put_object(minio_client, bucket, "open.docx", b"v2")
+        drive.lock(f"{bucket}/open.docx")
+        response = notify(client, "s3:ObjectCreated:Put", bucket, "open.docx")
+        assert response.status_code == 202
+        assert drive.get(f"{bucket}/open.docx") == b"v1"
+        drive.unlock(f"{bucket}/open.docx")
+        assert wait_for(lambda: drive.get(f"{bucket}/open.docx") == b"v2")
+    finally:
+        services.close()
