@@ -113,8 +113,13 @@ class Mirror:
         self._locks = locks
         self._ledger = ledger
 
-    def apply(self, record: Record) -> Outcome:
-        """Apply `record`; return its outcome, or raise TransientError to be tried again."""
+    def apply(self, record: Record, *, listed: ObjectInfo | None = None) -> Outcome:
+        """Apply `record`; return its outcome, or raise TransientError to be tried again.
+
+        `listed` is what a bucket listing just said of the object (sync passes it): it
+        stands in for the first stat. The read still names that ETag, so an object that
+        changed since is stat'ed again, as after any stat.
+        """
         if record.action is Action.SKIP:
             return outcome_for(record, "skipped", reason="not a change of the object's bytes")
         path: str | None = None
@@ -127,7 +132,7 @@ class Mirror:
             with self._locks.hold(identity):
                 if is_folder_marker(record.key):
                     return outcome_for(record, self._converge_folder(record, path), path)
-                name, size = self._converge(record, path, identity)
+                name, size = self._converge(record, path, identity, listed)
                 return outcome_for(record, name, path, size=size)
         except PermanentError as exc:
             log.error(
@@ -136,9 +141,12 @@ class Mirror:
             )
             return outcome_for(record, "failed", path, exc.reason)
 
-    def _converge(self, record: Record, path: str, identity: str) -> tuple[str, int | None]:
-        for _ in range(STAT_ATTEMPTS):
-            info = self._source.stat(record.bucket, record.key)
+    def _converge(
+        self, record: Record, path: str, identity: str, listed: ObjectInfo | None
+    ) -> tuple[str, int | None]:
+        for attempt in range(STAT_ATTEMPTS):
+            fresh = attempt == 0 and listed is not None
+            info = listed if fresh else self._source.stat(record.bucket, record.key)
             entry = self._ledger.ledger_get(identity)
             mine = (record.bucket, record.key)
             if (

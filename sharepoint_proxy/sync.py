@@ -78,6 +78,7 @@ class Change:
     upload: bool
     size: int = 0
     forget_ledger: bool = False  # the ledger claims this ETag, but SharePoint lost the file
+    listed: ObjectInfo | None = None  # what the bucket listing said: spares the upload a stat
 
 
 @dataclass
@@ -271,7 +272,7 @@ def _decide(info: ObjectInfo, path: str, item: RemoteItem | None, entry: LedgerE
         return None
     # Mirror.apply trusts the ledger; when SharePoint lost or changed the file, forget the
     # ETag first so that the upload happens.
-    return Change(bucket, key, path, upload=True, size=size, forget_ledger=mirrored)
+    return Change(bucket, key, path, upload=True, size=size, forget_ledger=mirrored, listed=info)
 
 
 
@@ -362,7 +363,7 @@ def _runner(services: Services) -> Callable[[Change], Outcome | str]:
         try:
             if action.forget_ledger:
                 services.journal.ledger_forget(path_identity(action.path))
-            return services.mirror.apply(record)
+            return services.mirror.apply(record, listed=action.listed)
         except ProxyError as exc:  # transient: a later sync (or the webhook) will finish it
             return f"{type(exc).__name__}: {exc}"
 
