@@ -106,11 +106,7 @@ class Readiness:
         except ProxyError as exc:
             problems.append(f"token: {exc}")
         try:
-            try:
-                services.graph.drive  # noqa: B018 - raises while unresolved
-            except TransientError:
-                services.resolve_drive()
-            services.graph.probe()
+            services.graph.probe()  # resolves the library first if it is not yet
         except ProxyError as exc:
             problems.append(f"graph: {exc}")
         try:

@@ -155,19 +155,33 @@ class GraphClient:
         self._permanent_delete = config.delete_mode == "permanent"
         self._budget = retry_budget_seconds
         self._on_response = on_response or (lambda kind, status: None)
+        self._site_path = config.site_path
+        self._library = config.document_library
         self._drive: DriveInfo | None = None
+        self._drive_lock = threading.Lock()
 
     # -- the library ---------------------------------------------------------------------
 
     @property
     def drive(self) -> DriveInfo:
-        """Return the resolved library; raise if `resolve_drive` has not succeeded yet."""
-        if self._drive is None:
-            raise TransientError("the document library is not resolved yet")
-        return self._drive
+        """Return the library, resolving it first if that has not succeeded yet.
 
-    def resolve_drive(self, site_path: str, library: str | None) -> DriveInfo:
-        """Find the site and its library (default, or by name, URL name or id) and keep it."""
+        It is resolved once at start; a process that started while Graph was away resolves
+        it on first use instead, so it never stays without a library.
+        """
+        drive = self._drive
+        if drive is None:
+            with self._drive_lock:
+                drive = self._drive or self.resolve_drive()
+        return drive
+
+    def resolve_drive(self, site_path: str | None = None, library: str | None = None) -> DriveInfo:
+        """Find the site and its library (default, or by name, URL name or id) and keep it.
+
+        Without arguments, the configured SITE_PATH and DOCUMENT_LIBRARY.
+        """
+        if site_path is None:
+            site_path, library = self._site_path, self._library
         hostname, _, relative = site_path.partition(":")
         site = self._call("GET", f"{self._base}/sites/{hostname}:{quote(relative, safe='/')}", kind="site")
         site_json = _json(site, 200, "site")

@@ -35,7 +35,7 @@ from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs in requirement
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from . import metrics
-from .errors import ProxyError, TransientError
+from .errors import ProxyError
 from .events import Action, Record
 from .minio_source import ObjectInfo
 from .mirror import LedgerEntry, Outcome
@@ -154,7 +154,7 @@ def run_sync(
     started = time.monotonic()
     requests_before = _graph_requests()
     report = SyncReport(buckets=list(buckets), dry_run=dry_run, delete=delete)
-    _ensure_drive(services)
+    services.graph.drive  # noqa: B018 - resolves the library now, so its errors come first
     target = services.config.target_folder
     uploads: list[Change] = []
     stale: list[Change] = []
@@ -189,14 +189,6 @@ def run_sync(
                "stale": len(report.stale), "failed": report.failed, "dry_run": dry_run},
     )
     return report
-
-
-def _ensure_drive(services: Services) -> None:
-    """Resolve the library unless done already; its errors (ConfigError, TransientError) go up."""
-    try:
-        services.graph.drive  # noqa: B018 - raises while unresolved
-    except TransientError:
-        services.graph.resolve_drive(services.config.site_path, services.config.document_library)
 
 
 # -- deciding ------------------------------------------------------------------------------------

@@ -411,3 +411,23 @@ def test_a_locked_file_is_retried_until_it_is_unlocked(
         assert wait_for(lambda: drive.get(f"{bucket}/open.docx") == b"v2")
     finally:
         services.close()
+
+
+def test_a_worker_started_during_a_graph_outage_finds_its_library_later(
+    config: Config, minio_client: Minio, bucket: str, drive: FakeDrive, graph: FakeGraph
+) -> None:
+    """A process that could not resolve the library at start (Graph away) resolves it on the
+    first event after Graph returns, instead of postponing every event forever."""
+    services = Services.from_config(config, retry_budget_seconds=1.0)
+    graph.down()
+    try:
+        client = create_app(config, services=services).test_client()
+    finally:
+        graph.up()
+    try:
+        put_object(minio_client, bucket, "late.txt", b"late")
+        response = notify(client, "s3:ObjectCreated:Put", bucket, "late.txt")
+        assert response.status_code == 200, response.json
+        assert drive.get(f"{bucket}/late.txt") == b"late"
+    finally:
+        services.close()
