@@ -74,7 +74,7 @@ class Services:
     def resolve_drive(self) -> None:
         """Find the library now; an unknown library raises ConfigError, an outage only logs."""
         try:
-            drive = self.graph.resolve_drive(self.config.site_path, self.config.document_library)
+            drive = self.graph.resolve_drive()
         except TransientError as exc:
             log.warning("drive.unresolved", extra={"detail": str(exc)})
             return
@@ -111,7 +111,7 @@ class Readiness:
             problems.append(f"graph: {exc}")
         try:
             services.source.client.list_buckets()
-        except Exception as exc:
+        except Exception as exc:  # whatever the failure, MinIO is not usable now: say which
             problems.append(f"minio: {type(exc).__name__}")
         return problems
 

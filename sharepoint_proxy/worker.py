@@ -57,11 +57,11 @@ class Dispatcher:
             self._background.start()
 
     def close(self) -> None:
-        """Stop taking background work; what is running finishes or stays journaled."""
+        """Stop taking work; wait for what is running (queued work stays journaled)."""
         self._stop.set()
         if self._background is not None:
             self._background.join(timeout=5)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, records: list[Record]) -> list[Outcome]:
         """Journal `records`, apply them, and return their outcomes once done or at the deadline."""
@@ -82,7 +82,7 @@ class Dispatcher:
             if index in skipped:
                 outcome = skipped[index]
                 metrics.EVENTS.labels(metrics.event_label(record.event_name), outcome.outcome).inc()
-            elif futures[index].done():
+            elif futures[index].done() and not futures[index].cancelled():
                 outcome = futures[index].result()
             else:
                 outcome = outcome_for(record, "pending", reason="still running at the response deadline")
