@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import threading
@@ -16,13 +14,6 @@ import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """Return a TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Servers:
@@ -65,66 +56,6 @@ class Servers:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-
-
-class Gunicorn:
-    """gunicorn serving `sharepoint_proxy.wsgi:app` with the repository's configuration."""
-
-    def __init__(self, env: dict[str, str], ca_path: str, log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN", "PROMETHEUS"))},
-            **env,
-            "REQUESTS_CA_BUNDLE": ca_path,
-            "SSL_CERT_FILE": ca_path,
-        }
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py",
-             "--bind", f"127.0.0.1:{self.port}", "sharepoint_proxy.wsgi:app"],
-            cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        self._master = psutil.Process(self.process.pid)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {log_path.read_text()}")
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError(f"gunicorn did not start: {log_path.read_text()}")
-        # Every worker answers once it has built its app.
-        while len(self.workers()) < int(env.get("WEB_CONCURRENCY", "2")):
-            time.sleep(0.1)
-
-    def workers(self) -> list[psutil.Process]:
-        """Return the worker processes."""
-        return self._master.children()
-
-    def cpu_seconds(self) -> float:
-        """Return user + system CPU time of the master and its workers so far."""
-        total = 0.0
-        for process in [self._master, *self.workers()]:
-            try:
-                times = process.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system
-        return total
-
-    def stop(self) -> None:
-        """Stop gunicorn gracefully."""
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
 
 
 class RssSampler:

@@ -29,8 +29,9 @@ from typing import Any
 import requests
 
 from tests.benchmarks.floor import Floor
-from tests.benchmarks.harness import Gunicorn, Profiler, RssSampler, Servers
+from tests.benchmarks.harness import Profiler, RssSampler, Servers
 from tests.support.events import minio_body
+from tests.support.gunicorn import Gunicorn
 
 MiB = 1024 * 1024
 BUCKET = "bench"
@@ -83,11 +84,12 @@ class Bench:
                 "WEBHOOK_SECRET": WEBHOOK_SECRET,
                 "STATE_DIR": str(directory / "state"),
                 "UPLOAD_CHUNK_BYTES": str(self.chunk),
-                "WEB_CONCURRENCY": str(args.workers),
             },
-            self.servers.ca_path,
+            Path(self.servers.ca_path),
             directory / "gunicorn.log",
+            workers=args.workers,
         )
+        self.gunicorn.start()
         self.headers = {"Authorization": f"Bearer {WEBHOOK_SECRET}"}
 
     def close(self) -> None:

@@ -37,6 +37,7 @@ class Gunicorn:
             "SSL_CERT_FILE": str(ca_path),
             "WEB_CONCURRENCY": str(workers),
         }
+        self._workers = workers
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -53,15 +54,31 @@ class Gunicorn:
                 raise RuntimeError(f"gunicorn exited: {self.log_path.read_text()}")
             try:
                 if requests.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
+                    break
             except requests.RequestException:
                 time.sleep(0.2)
-        raise RuntimeError(f"gunicorn did not start: {self.log_path.read_text()}")
+        else:
+            raise RuntimeError(f"gunicorn did not start: {self.log_path.read_text()}")
+        # /healthz answered from one worker; wait until every worker has been forked.
+        while len(self.workers()) < self._workers and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def workers(self) -> list[psutil.Process]:
         """Return the worker processes."""
         assert self.process is not None
         return psutil.Process(self.process.pid).children()
+
+    def cpu_seconds(self) -> float:
+        """Return the user + system CPU time of the master and its workers so far."""
+        assert self.process is not None
+        total = 0.0
+        for process in [psutil.Process(self.process.pid), *self.workers()]:
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
 
     def kill(self) -> None:
         """Kill the whole process group with SIGKILL, as a crash or an OOM kill would."""
