@@ -61,8 +61,8 @@ class Services:
             config, tokens, on_response=metrics.observe_graph, retry_budget_seconds=retry_budget_seconds
         )
         source = MinioSource.from_config(config)
-        locks = KeyLocks(config.state_dir / "locks")
         journal = journal or Journal(config.state_dir / "journal.sqlite3")
+        locks = KeyLocks(config.state_dir / "locks")
         mirror = Mirror(source, graph, target_folder=config.target_folder, locks=locks, ledger=journal)
         dispatcher = Dispatcher(journal, mirror, deadline_seconds=config.response_deadline_seconds)
         return cls(config, source, tokens, graph, journal, mirror, dispatcher)

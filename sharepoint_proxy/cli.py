@@ -19,7 +19,7 @@ from minio.helpers import check_bucket_name
 from .app import Services, create_app
 from .checks import run_checks
 from .config import Config
-from .errors import ConfigError, PermanentError, ProxyError
+from .errors import ConfigError, JournalError, PermanentError, ProxyError
 from .journal import Journal, WorkItem
 from .logs import configure_logging
 from .minio_source import MinioSource
@@ -47,6 +47,9 @@ def build_app_from_env(environ: Mapping[str, str]) -> Flask:
         return create_app(config)
     except ConfigError as exc:
         _error(str(exc))
+        raise SystemExit(USAGE) from exc
+    except JournalError as exc:  # STATE_DIR missing, unwritable or full: say so, no traceback
+        _error(f"STATE_DIR: {exc}")
         raise SystemExit(USAGE) from exc
 
 

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import JournalError
+
 STRIPES = 1024
 
 
@@ -23,7 +25,10 @@ class KeyLocks:
 
     def __init__(self, directory: Path) -> None:
         self._directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # it lives in STATE_DIR, beside the journal: the same failure
+            raise JournalError(f"cannot create the lock directory {directory}: {exc}") from exc
 
     @contextmanager
     def hold(self, key: str) -> Iterator[None]:

@@ -109,3 +109,20 @@ def test_metrics_add_up_across_gunicorn_workers(
             assert line in requests.get(f"{server.url}/metrics", timeout=10).text
     finally:
         server.stop()
+
+
+def test_an_unusable_state_dir_stops_the_process_with_one_clear_line(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """STATE_DIR that cannot hold the journal (here: a file) stops the process with exit 2 and
+    a message naming STATE_DIR, not a traceback."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-c", "import sharepoint_proxy.wsgi"],
+        cwd=ROOT, env={"PATH": os.environ["PATH"], **env, "STATE_DIR": str(blocker)},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "STATE_DIR" in result.stderr
+    assert "Traceback" not in result.stderr
