@@ -102,7 +102,7 @@ def check_token(config: Config, tokens: TokenProvider) -> CheckResult:
 def check_library(config: Config, graph: GraphClient) -> CheckResult:
     """Resolve the site and the library; print the drive's id, name and URL."""
     try:
-        drive = graph.resolve_drive(config.site_path, config.document_library)
+        drive = graph.resolve_drive()
     except ConfigError as exc:
         return CheckResult(
             "library",

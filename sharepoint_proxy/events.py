@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from .errors import BadPayloadError
+from .paths import has_lone_surrogate
 
 UPLOAD_EVENTS = frozenset(
     {
@@ -99,7 +100,7 @@ def _parse_record(index: int, raw: Any) -> Record:
     if not isinstance(escaped_key, str) or not escaped_key or not isinstance(obj, dict):
         raise BadPayloadError(f"{where} has no s3.object.key")
     key = unquote_plus(escaped_key)
-    if not _is_utf8_encodable(bucket_name + key):
+    if has_lone_surrogate(bucket_name + key):
         raise BadPayloadError(f"{where} has a bucket or key holding a lone UTF-16 surrogate")
     size = obj.get("size")
     return Record(
@@ -113,14 +114,6 @@ def _parse_record(index: int, raw: Any) -> Record:
         size=size if isinstance(size, int) and not isinstance(size, bool) else None,
         sequencer=_optional_str(obj.get("sequencer")),
     )
-
-
-def _is_utf8_encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _optional_str(value: Any) -> str | None:

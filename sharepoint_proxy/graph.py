@@ -155,7 +155,8 @@ class GraphClient:
         self._permanent_delete = config.delete_mode == "permanent"
         self._budget = retry_budget_seconds
         self._on_response = on_response or (lambda kind, status: None)
-        self._site_path = config.site_path
+        self._site_hostname = config.site_hostname
+        self._site_relative_path = config.site_relative_path
         self._library = config.document_library
         self._drive: DriveInfo | None = None
         self._drive_lock = threading.Lock()
@@ -175,14 +176,9 @@ class GraphClient:
                 drive = self._drive or self.resolve_drive()
         return drive
 
-    def resolve_drive(self, site_path: str | None = None, library: str | None = None) -> DriveInfo:
-        """Find the site and its library (default, or by name, URL name or id) and keep it.
-
-        Without arguments, the configured SITE_PATH and DOCUMENT_LIBRARY.
-        """
-        if site_path is None:
-            site_path, library = self._site_path, self._library
-        hostname, _, relative = site_path.partition(":")
+    def resolve_drive(self) -> DriveInfo:
+        """Find the configured site and library (default, or by name, URL name or id); keep it."""
+        hostname, relative, library = self._site_hostname, self._site_relative_path, self._library
         site = self._call("GET", f"{self._base}/sites/{hostname}:{quote(relative, safe='/')}", kind="site")
         site_json = _json(site, 200, "site")
         site_id = site_json["id"]
@@ -255,8 +251,15 @@ class GraphClient:
                 body = chunk if server_offset == offset else memoryview(chunk)[server_offset - offset :]
                 headers = {"Content-Range": f"bytes {server_offset}-{end - 1}/{size}"}
                 # No Authorization header: the upload URL carries its own credential.
-                response = self._send("PUT", upload_url, kind="upload_chunk", data=body,
-                                      headers=headers, authorize=False, timeout=CHUNK_TIMEOUT)
+                response = self._send(
+                    "PUT",
+                    upload_url,
+                    kind="upload_chunk",
+                    data=body,
+                    headers=headers,
+                    authorize=False,
+                    timeout=CHUNK_TIMEOUT,
+                )
                 if response.status_code == 404:
                     raise UploadSessionLostError("upload session expired or was cancelled")
                 if response.status_code == 416:
@@ -462,14 +465,18 @@ def _read_exactly(stream: Readable, size: int) -> bytes:
 def _match_library(drives: list[dict[str, Any]], wanted: str) -> dict[str, Any]:
     folded = wanted.casefold()
     for drive in drives:
-        url_name = unquote(urlsplit(drive.get("webUrl", "")).path.rstrip("/").rpartition("/")[2])
-        if wanted == drive.get("id") or folded in (drive.get("name", "").casefold(), url_name.casefold()):
+        if wanted == drive.get("id") or folded in (
+            drive.get("name", "").casefold(),
+            _url_name(drive).casefold(),
+        ):
             return drive
-    names = ", ".join(
-        f"{d.get('name')!r} (URL name {unquote(d.get('webUrl', '').rstrip('/').rpartition('/')[2])!r})"
-        for d in drives
-    )
+    names = ", ".join(f"{d.get('name')!r} (URL name {_url_name(d)!r})" for d in drives)
     raise ConfigError([f"DOCUMENT_LIBRARY: no library {wanted!r} on the site; it has: {names}"])
+
+
+def _url_name(drive: dict[str, Any]) -> str:
+    """Return a library's URL name ("Shared Documents"): the last segment of its webUrl."""
+    return unquote(urlsplit(drive.get("webUrl", "")).path.rstrip("/").rpartition("/")[2])
 
 
 def _error_code(response: requests.Response) -> str:

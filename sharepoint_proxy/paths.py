@@ -119,7 +119,7 @@ def to_sharepoint_path(bucket: str, key: str, *, target_folder: str = "") -> str
     if not key:
         msg = "an empty key has no SharePoint path"
         raise UnrepresentableKeyError(msg, reason="empty_key")
-    if _has_lone_surrogate(bucket + key):
+    if has_lone_surrogate(bucket + key):
         msg = "the key holds a lone UTF-16 surrogate, which UTF-8 cannot carry"
         raise UnrepresentableKeyError(msg, reason="invalid_unicode")
     if is_folder_marker(key):
@@ -240,7 +240,8 @@ def _length(text: str) -> int:
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
-def _has_lone_surrogate(text: str) -> bool:
+def has_lone_surrogate(text: str) -> bool:
+    """Tell whether `text` holds a lone UTF-16 surrogate, which UTF-8 (and so S3, Graph, SQLite) cannot."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

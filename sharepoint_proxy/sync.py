@@ -9,8 +9,9 @@ One pass per bucket:
    this ETag of this key is mirrored at its path and SharePoint holds a file of the same
    size there; otherwise *upload*. A SharePoint file no key maps onto is *stale*; one whose
    name `to_sharepoint_path` never produces is *foreign* and is never touched.
-3. Apply the uploads (and, with ``delete``, the deletions) through `Mirror.apply`, exactly
-   as the webhook does: stat, per-key lock, ownership check, streaming, ledger.
+3. Apply the uploads (and, with ``delete``, the deletions) through `Mirror.apply`, as the
+   webhook does: per-key lock, ownership check, streaming, ledger. For an upload the
+   listing stands in for the stat; the read names the listed ETag, so a change since is seen.
 
 A re-run with nothing changed therefore costs one Graph request per folder and one MinIO
 listing request per 1000 keys, and no per-file request at all.

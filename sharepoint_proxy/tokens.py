@@ -113,7 +113,6 @@ class TokenProvider:
         self._app: msal.ConfidentialClientApplication | None = None
         self._lock = threading.Lock()
         self._cached: tuple[str, float] | None = None  # (token, monotonic time to stop using it)
-        self.requests_to_identity_provider = 0
 
     def _application(self) -> msal.ConfidentialClientApplication:
         with self._lock:
@@ -152,8 +151,6 @@ class TokenProvider:
             result = app.acquire_token_for_client(scopes=self._scopes)
         except (ValueError, requests.RequestException) as exc:
             raise TransientError(f"token request failed: {type(exc).__name__}") from exc
-        if result.get("token_source") == "identity_provider":
-            self.requests_to_identity_provider += 1
         token = result.get("access_token")
         if not token:
             error = str(result.get("error", "unknown_error"))

@@ -263,7 +263,7 @@ def test_an_object_changed_since_the_listing_is_read_again(
     old = minio_client.put_object(bucket, "moving.txt", io.BytesIO(b"old"), 3)
     listed = ObjectInfo(bucket, "moving.txt", etag=str(old.etag), size=3)
     minio_client.put_object(bucket, "moving.txt", io.BytesIO(b"newer"), 5)
-    services.graph.resolve_drive(services.config.site_path, services.config.document_library)
+    services.graph.resolve_drive()
     record = Record("s3:ObjectCreated:Put", Action.UPLOAD, bucket, "moving.txt")
     outcome = services.mirror.apply(record, listed=listed)
     assert (outcome.outcome, outcome.size) == ("uploaded", 5)
