@@ -115,7 +115,8 @@ class Dispatcher:
 
     def _apply_and_record(self, item_id: int, record: Record) -> Outcome:
         try:
-            outcome = self._mirror.apply(record)
+            with metrics.TRANSFER_SECONDS.time():
+                outcome = self._mirror.apply(record)
         except TransientError as exc:
             state = self._journal.postpone(item_id, str(exc), retry_after=exc.retry_after)
             log.warning(

@@ -267,6 +267,8 @@ def test_health_readiness_and_metrics(
     notify(client, "s3:ObjectCreated:Put", bucket, "m.txt")
     text = client.get("/metrics").get_data(as_text=True)
     assert 'sharepoint_proxy_events_total{event="s3:ObjectCreated:Put",outcome="uploaded"}' in text
+    assert "sharepoint_proxy_transfer_seconds_count" in text
+    assert "sharepoint_proxy_transfer_seconds_count 0.0" not in text
 
 
 def test_readiness_turns_503_when_graph_stops(client: FlaskClient, graph: FakeGraph) -> None:
