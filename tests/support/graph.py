@@ -720,39 +720,39 @@ class _Handler(JSONHandler):
         raw_path, _, self._query = self.path.partition("?")
         kind, action = self._route(method, raw_path)
         had_authorization = "Authorization" in self.headers
-        status = 0
+
+        def record(status: int) -> None:
+            # Before answering: a client that has its answer must find the request counted.
+            graph._record(Recorded(method, unquote(raw_path), kind, status, had_authorization))
+
         try:
             fault = graph._take_fault(kind)
             if fault is not None and fault.status == 0:
+                record(0)
                 self._drop(kind)
                 return
             if fault is not None:
-                headers = (
-                    {"Retry-After": fault.retry_after} if fault.retry_after else {}
-                )
+                headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
                 code = _ERROR_CODES.get(fault.status, "generalException")
-                error = GraphError(
-                    fault.status, code, f"Injected fault {fault.status}."
-                )
+                error = GraphError(fault.status, code, f"Injected fault {fault.status}.")
                 answer = _Answer(fault.status, error.payload(), headers)
             else:
                 try:
                     self._authenticate(kind, had_authorization)
                     answer = action()
                 except GraphError as error:
-                    answer = _Answer(
-                        error.status, error.payload(), _error_headers(error)
-                    )
+                    answer = _Answer(error.status, error.payload(), _error_headers(error))
             if not self._body_read:
                 self.discard_body()
-            status = answer.status
+        except ConnectionError:
+            record(0)
+            self.close_connection = True
+            return
+        record(answer.status)
+        try:
             self.send_json(answer.status, answer.payload, answer.headers)
         except ConnectionError:
             self.close_connection = True
-        finally:
-            graph._record(
-                Recorded(method, unquote(raw_path), kind, status, had_authorization)
-            )
 
     def _drop(self, kind: str) -> None:
         if kind == "upload_chunk":
