@@ -189,12 +189,13 @@ def test_a_crash_mid_upload_completes_after_restart_without_redelivery(
     minio_client.put_object(bucket, "crash/film.mp4", io.BytesIO(data), len(data))
     server = Gunicorn(env, pki.ca_path, tmp_path / "gunicorn.log")
     server.start()
-    # Slow the transfer down after its first chunk, so the kill lands mid-upload.
-    graph.fail_next("upload_chunk", 503, times=1, retry_after="3")
+    # Park the third chunk, so the kill lands mid-upload with two chunks in the session.
+    third_chunk = graph.hold_next("upload_chunk", skip=2)
     answer = threading.Thread(target=post, args=(server.url, minio_body(PUT, bucket, "crash/film.mp4")))
     answer.start()
-    wait_until(lambda: graph.count("upload_chunk") >= 2, seconds=60, what="the upload to start")
+    assert third_chunk.reached.wait(timeout=60), "the upload did not reach its third chunk"
     server.kill()
+    third_chunk.release()
     answer.join()
     assert drive.get(f"{bucket}/crash/film.mp4") is None
     restarted = Gunicorn(env, pki.ca_path, tmp_path / "gunicorn-restarted.log")

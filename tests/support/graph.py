@@ -126,6 +126,24 @@ class _Fault:
     remaining: int
     status: int = 0  # 0: drop the connection
     retry_after: str | None = None
+    skip: int = 0  # requests of `kind` to let through before this fault applies
+    hold: Hold | None = None  # park the request until released, then drop it
+
+
+class Hold:
+    """A request parked by `FakeGraph.hold_next`: wait for `reached`, then `release()` it."""
+
+    def __init__(self) -> None:
+        self.reached = threading.Event()
+        self._released = threading.Event()
+
+    def release(self) -> None:
+        """Let the parked request go on; it is dropped without being applied."""
+        self._released.set()
+
+    def park(self) -> None:
+        self.reached.set()
+        self._released.wait(timeout=300)
 
 
 @dataclass
@@ -578,6 +596,19 @@ class FakeGraph(Service):
         with self._lock:
             self._faults.append(_Fault(kind, times))
 
+    def hold_next(self, kind: str, *, skip: int = 0) -> Hold:
+        """Park the request of `kind` that comes after `skip` others, before reading its body.
+
+        The returned `Hold` says when it is reached; once released, the request's
+        connection is closed without an answer and nothing of it is applied. This puts
+        a test's crash at a known point of an upload, whatever the machine's speed.
+        """
+        _check_kind(kind)
+        hold = Hold()
+        with self._lock:
+            self._faults.append(_Fault(kind, 1, skip=skip, hold=hold))
+        return hold
+
     def expire_upload_sessions(self) -> None:
         """Forget every upload session, as if they had expired (their URLs answer 404)."""
         with self._lock:
@@ -606,6 +637,9 @@ class FakeGraph(Service):
         with self._lock:
             for fault in self._faults:
                 if fault.kind is None or fault.kind == kind:
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        continue
                     fault.remaining -= 1
                     if fault.remaining <= 0:
                         self._faults.remove(fault)
@@ -727,6 +761,11 @@ class _Handler(JSONHandler):
 
         try:
             fault = graph._take_fault(kind)
+            if fault is not None and fault.hold is not None:
+                record(0)
+                fault.hold.park()
+                self.drop_connection()
+                return
             if fault is not None and fault.status == 0:
                 record(0)
                 self._drop(kind)
