@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,29 @@ control_socket_disable = True
 
 
 def on_starting(server: Any) -> None:
+    """Check the setup once, before any worker is forked, and clear stale metric files.
+
+    Settings, certificate, STATE_DIR and library are what every worker needs: if one is
+    wrong, gunicorn stops here with one message (exit 2) instead of booting workers that
+    fail the same way, again and again.
+    """
+    # Not the app: the master must not create metrics or keep network clients across the fork.
+    from sharepoint_proxy.config import Config
+    from sharepoint_proxy.errors import ConfigError
+    from sharepoint_proxy.logs import configure_logging
+    from sharepoint_proxy.startup import preflight
+
+    try:
+        config = Config.from_env(os.environ)
+        configure_logging(config.log_level, config.log_format)
+        preflight(config)
+    except ConfigError as exc:
+        print(f"sharepoint-proxy: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    _clear_metric_files()
+
+
+def _clear_metric_files() -> None:
     """Clear metric files left by an earlier run, so /metrics starts from this run's workers."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not directory:

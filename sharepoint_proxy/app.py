@@ -17,7 +17,6 @@ from .errors import (
     PayloadTooLargeError,
     ProxyError,
     RequestError,
-    TransientError,
     UnauthenticatedError,
 )
 from .events import parse_notification
@@ -26,6 +25,7 @@ from .journal import Journal
 from .locks import KeyLocks
 from .minio_source import MinioSource
 from .mirror import Mirror
+from .startup import JOURNAL_FILE, LOCKS_DIRECTORY, resolve_library
 from .tokens import TokenProvider
 from .worker import Dispatcher
 
@@ -61,8 +61,8 @@ class Services:
             config, tokens, on_response=metrics.observe_graph, retry_budget_seconds=retry_budget_seconds
         )
         source = MinioSource.from_config(config)
-        journal = journal or Journal(config.state_dir / "journal.sqlite3")
-        locks = KeyLocks(config.state_dir / "locks")
+        journal = journal or Journal(config.state_dir / JOURNAL_FILE)
+        locks = KeyLocks(config.state_dir / LOCKS_DIRECTORY)
         mirror = Mirror(source, graph, target_folder=config.target_folder, locks=locks, ledger=journal)
         dispatcher = Dispatcher(journal, mirror, deadline_seconds=config.response_deadline_seconds)
         return cls(config, source, tokens, graph, journal, mirror, dispatcher)
@@ -72,13 +72,8 @@ class Services:
         self.dispatcher.close()
 
     def resolve_drive(self) -> None:
-        """Find the library now; an unknown library raises ConfigError, an outage only logs."""
-        try:
-            drive = self.graph.resolve_drive()
-        except TransientError as exc:
-            log.warning("drive.unresolved", extra={"detail": str(exc)})
-            return
-        log.info("drive.resolved", extra={"drive_id": drive.id, "library": drive.name, "url": drive.web_url})
+        """Find the library now: ConfigError if unknown or the site is refused; an outage only logs."""
+        resolve_library(self.config, self.graph)
 
 
 @dataclass

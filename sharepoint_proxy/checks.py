@@ -21,6 +21,7 @@ from .config import Config
 from .errors import ConfigError, PermanentError, ProxyError, TokenRefusedError, TransientError
 from .graph import GraphClient
 from .minio_source import DENIED_CODES, MinioSource
+from .startup import site_fix
 from .tokens import CertificateCredential, TokenProvider
 
 # Checks answer within seconds: a short retry budget instead of the service's 30 s.
@@ -112,14 +113,7 @@ def check_library(config: Config, graph: GraphClient) -> CheckResult:
             "or leave it empty for the site's default library",
         )
     except PermanentError as exc:
-        if exc.reason == "graph_access_denied":
-            fix = (
-                "grant the app access to the site: Sites.Selected with admin consent plus a 'write' "
-                "site permission (README: Registering the Entra app), or Sites.ReadWrite.All"
-            )
-        else:
-            fix = f"check SITE_PATH ({config.site_path}): host name and site path as in the site's URL"
-        return CheckResult("library", False, str(exc), fix)
+        return CheckResult("library", False, str(exc), site_fix(config, exc))
     except TransientError as exc:
         return CheckResult(
             "library", False, str(exc), f"check that {config.graph_base_url} is reachable from here (proxy, "

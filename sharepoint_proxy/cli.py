@@ -24,9 +24,9 @@ from .journal import Journal, WorkItem
 from .logs import configure_logging
 from .minio_source import MinioSource
 from .setup_minio import EVENTS, bind_bucket, webhook_arn
+from .startup import JOURNAL_FILE
 
 PROG = "python -m sharepoint_proxy"
-JOURNAL_FILE = "journal.sqlite3"
 OK, FAILED, USAGE = 0, 1, 2
 
 

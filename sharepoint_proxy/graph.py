@@ -161,6 +161,10 @@ class GraphClient:
         self._drive: DriveInfo | None = None
         self._drive_lock = threading.Lock()
 
+    def close(self) -> None:
+        """Close the pooled connections to Graph."""
+        self._session.close()
+
     # -- the library ---------------------------------------------------------------------
 
     @property

@@ -162,6 +162,11 @@ class TokenProvider:
         self._cached = (str(token), time.monotonic() + max(0.0, lifetime - TOKEN_REFRESH_MARGIN_SECONDS))
         return str(token)
 
+    def close(self) -> None:
+        """Close MSAL's pooled connections to the identity provider, if it was used."""
+        if self._app is not None:
+            self._app.http_client.close()
+
     def invalidate(self) -> None:
         """Drop cached access tokens, so the next `token()` asks the identity provider."""
         self._cached = None

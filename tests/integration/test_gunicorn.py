@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psutil
+import pytest
 import requests
 
 from tests.conftest import WEBHOOK_SECRET
 from tests.support.events import minio_body
-from tests.support.gunicorn import ROOT, Gunicorn
+from tests.support.gunicorn import ROOT, Gunicorn, free_port
 
 if TYPE_CHECKING:
     from minio import Minio
@@ -74,19 +75,63 @@ def test_gunicorn_mirrors_an_object_with_memory_bounded_by_the_chunk(
     assert growth < 40 * MiB, f"worker RSS grew by {growth / MiB:.1f} MiB"
 
 
-def test_gunicorn_refuses_to_start_on_bad_settings(env: dict[str, str]) -> None:
-    """Missing settings stop the process at start with one message naming every variable."""
+def run_gunicorn_until_it_stops(env: dict[str, str], ca_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run the production gunicorn command; it must stop by itself (the timeout fails the test)."""
+    command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py",
+               "--bind", f"127.0.0.1:{free_port()}", "sharepoint_proxy.wsgi:app"]
+    return subprocess.run(
+        command, cwd=ROOT,
+        env={"PATH": os.environ["PATH"], "REQUESTS_CA_BUNDLE": str(ca_path), **env},
+        capture_output=True, text=True, timeout=90, check=False,
+    )
+
+
+def test_gunicorn_refuses_to_start_on_bad_settings(env: dict[str, str], pki: TestPKI) -> None:
+    """Missing settings stop gunicorn at start, before any worker, with one message naming
+    every variable (not a worker that fails, is replaced and fails again)."""
     bad = {k: v for k, v in env.items() if k not in ("TENANT_ID", "WEBHOOK_SECRET")}
     bad["UPLOAD_CHUNK_BYTES"] = "12345"
-    result = subprocess.run(
-        [sys.executable, "-c", "import sharepoint_proxy.wsgi"],
-        cwd=ROOT, env={"PATH": os.environ["PATH"], **bad},
-        capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert result.returncode == 2
+    result = run_gunicorn_until_it_stops(bad, pki.ca_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("invalid configuration") == 1, result.stderr
     for name in ("TENANT_ID", "WEBHOOK_SECRET", "UPLOAD_CHUNK_BYTES"):
         assert name in result.stderr
+    assert "Booting worker" not in result.stderr
     assert env["WEBHOOK_SECRET"] not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("DOCUMENT_LIBRARY", "Nowhere", "DOCUMENT_LIBRARY: no library 'Nowhere' on the site; it has:"),
+        ("SITE_PATH", "contoso.sharepoint.com:/sites/elsewhere", "SITE_PATH: Graph refused"),
+    ],
+    ids=["unknown-library", "unknown-site"],
+)
+def test_gunicorn_stops_before_forking_when_the_library_cannot_be_found(
+    env: dict[str, str], pki: TestPKI, setting: str, value: str, message: str
+) -> None:
+    """A library or site Graph does not know stops gunicorn once, before any worker boots,
+    with the fix named (not workers that fail, are replaced and fail again)."""
+    result = run_gunicorn_until_it_stops({**env, setting: value}, pki.ca_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Booting worker" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_worker_that_cannot_set_up_tells_gunicorn_to_stop(env: dict[str, str], pki: TestPKI) -> None:
+    """Should a worker still fail to build the app (the master checked it moments before), it
+    exits with gunicorn's "app failed to load" status, which stops gunicorn, not a restart loop."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import sharepoint_proxy.wsgi"],
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"], "REQUESTS_CA_BUNDLE": str(pki.ca_path),
+             **env, "DOCUMENT_LIBRARY": "Nowhere"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 4, result.stderr
+    assert "DOCUMENT_LIBRARY: no library 'Nowhere'" in result.stderr
 
 
 def test_metrics_add_up_across_gunicorn_workers(
@@ -112,17 +157,14 @@ def test_metrics_add_up_across_gunicorn_workers(
 
 
 def test_an_unusable_state_dir_stops_the_process_with_one_clear_line(
-    env: dict[str, str], tmp_path: Path
+    env: dict[str, str], pki: TestPKI, tmp_path: Path
 ) -> None:
-    """STATE_DIR that cannot hold the journal (here: a file) stops the process with exit 2 and
-    a message naming STATE_DIR, not a traceback."""
+    """STATE_DIR that cannot hold the journal (here: a file) stops gunicorn with a message
+    naming STATE_DIR, not a traceback."""
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
-    result = subprocess.run(
-        [sys.executable, "-c", "import sharepoint_proxy.wsgi"],
-        cwd=ROOT, env={"PATH": os.environ["PATH"], **env, "STATE_DIR": str(blocker)},
-        capture_output=True, text=True, timeout=60, check=False,
-    )
+    result = run_gunicorn_until_it_stops({**env, "STATE_DIR": str(blocker)}, pki.ca_path)
     assert result.returncode == 2, result.stderr
-    assert "STATE_DIR" in result.stderr
+    assert "STATE_DIR: cannot open the journal" in result.stderr
+    assert "Booting worker" not in result.stderr
     assert "Traceback" not in result.stderr
