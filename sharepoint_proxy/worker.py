@@ -123,6 +123,8 @@ class Dispatcher:
                 "work.postponed",
                 extra={"id": item_id, "key": record.key, "detail": str(exc), "state": state},
             )
+            if state == "dead":  # still failing a day after it arrived: a dead letter like the rest
+                metrics.DEAD_LETTERS.labels("gave_up").inc()
             return outcome_for(record, "pending" if state == "pending" else "failed", reason=str(exc))
         except JournalError:
             raise
