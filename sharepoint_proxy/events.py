@@ -78,6 +78,8 @@ def parse_notification(body: bytes) -> list[Record]:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadPayloadError(f"body is not JSON: {exc}") from exc
+    except RecursionError as exc:  # `[[[[...` nested deeper than Python's stack
+        raise BadPayloadError("body is not a MinIO notification: JSON nested too deep") from exc
     if not isinstance(document, dict) or not isinstance(document.get("Records"), list):
         raise BadPayloadError("body has no Records list")
     return [_parse_record(index, raw) for index, raw in enumerate(document["Records"])]

@@ -108,6 +108,8 @@ def test_event_table(event_name: str, action: Action) -> None:
         b' "s3": {"bucket": {"name": "b"}, "object": {}}}]}',
         b'{"Records": [{"eventName": "s3:ObjectCreated:Put",'
         b' "s3": {"bucket": {"name": "b"}, "object": {"key": 5}}}]}',
+        b"[" * 100_000,  # deeper than Python's recursion limit
+        b'{"Records": ' + b"[" * 100_000,
     ],
 )
 def test_bad_bodies_are_refused(body: bytes) -> None:
