@@ -20,6 +20,7 @@ from .config import Config
 from .errors import (
     ConfigError,
     PermanentError,
+    ProxyError,
     ThrottledError,
     TransientError,
     UploadSessionLostError,
@@ -287,10 +288,11 @@ class GraphClient:
         return int(str(ranges[0]).split("-", 1)[0])
 
     def _cancel_session(self, upload_url: str) -> None:
+        """Cancel an abandoned session, best effort: its failure must not hide the first one."""
         try:
             self._send("DELETE", upload_url, kind="session_cancel", authorize=False)
-        except TransientError:
-            log.warning("upload.cancel_failed")
+        except ProxyError as exc:  # the session expires by itself anyway
+            log.warning("upload.cancel_failed", extra={"detail": type(exc).__name__})
 
     def delete(self, path: str) -> bool:
         """Delete the item at `path` (recycle bin or permanently); False when already gone."""

@@ -197,6 +197,23 @@ def test_a_lost_session_starts_over_from_minio(
     assert succeeded(graph, "create_session") == 2
 
 
+def test_a_refused_cancel_does_not_hide_a_transient_upload_failure(
+    client: FlaskClient, services: Services, minio_client: Minio, bucket: str, graph: FakeGraph
+) -> None:
+    """An upload that runs out of retries cancels its session; if Graph refuses the cancel
+    (403), the upload's own failure (transient: 202, retried later) still decides, so the
+    record is not turned into a dead letter."""
+    data = os.urandom(6 * MiB)
+    put_object(minio_client, bucket, "busy.bin", data)
+    graph.fail_next("upload_chunk", 503, times=6, retry_after="0")
+    graph.fail_next("session_cancel", 403)
+    response = notify(client, "s3:ObjectCreated:Put", bucket, "busy.bin")
+    assert response.status_code == 202, response.json
+    assert response.json["outcomes"][0]["outcome"] == "pending"
+    assert graph.count("session_cancel") == 1
+    assert services.journal.items("dead") == []
+
+
 def test_missing_parent_folders_are_created(
     client: FlaskClient, minio_client: Minio, bucket: str, drive: FakeDrive, graph: FakeGraph
 ) -> None:
@@ -406,6 +423,10 @@ def test_a_locked_file_is_retried_until_it_is_unlocked(
         client = create_app(config, services=services).test_client()
         put_object(minio_client, bucket, "open.docx", b"v1")
         notify(client, "s3:ObjectCreated:Put", bucket, "open.docx")
+        # On a slow machine v1 may still be in flight (answered 202): let it land first.
+        assert wait_for(
+            lambda: drive.get(f"{bucket}/open.docx") == b"v1" and services.journal.depth() == 0
+        ), "v1 was not applied before the lock"
         put_object(minio_client, bucket, "open.docx", b"v2")
         drive.lock(f"{bucket}/open.docx")
         response = notify(client, "s3:ObjectCreated:Put", bucket, "open.docx")
