@@ -29,7 +29,7 @@ GRAPH_CALLS = Counter(
 THROTTLED = Counter("sharepoint_proxy_throttled_total", "Graph answers of 429 or 503 (throttling).")
 DEAD_LETTERS = Counter("sharepoint_proxy_dead_letters_total", "Records that failed permanently.", ["reason"])
 JOURNAL_DEPTH = Gauge(
-    "sharepoint_proxy_journal_depth", "Records waiting in the journal.", multiprocess_mode="max"
+    "sharepoint_proxy_journal_depth", "Records waiting in the journal.", multiprocess_mode="livemax"
 )
 WEBHOOK_SECONDS = Histogram(
     "sharepoint_proxy_webhook_seconds",

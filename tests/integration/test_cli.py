@@ -111,13 +111,20 @@ def test_check_passes_and_prints_the_library_and_thumbprint(
     assert out.rstrip().endswith("all checks passed")
 
 
-def test_check_runs_as_a_real_process(env: dict[str, str], drive: FakeDrive, pki: TestPKI) -> None:
-    """`python -m sharepoint_proxy check` as a process trusts the CA its environment names, and exits 0."""
+def test_check_runs_as_a_real_process(
+    env: dict[str, str], drive: FakeDrive, pki: TestPKI, tmp_path: Path
+) -> None:
+    """`python -m sharepoint_proxy check` as a process trusts the CA its environment names, and
+    exits 0. Run beside the service (`docker compose exec`), it inherits the service's metrics
+    directory, and leaves nothing there for the service's /metrics to add up."""
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
     process_env = {
         **env,
         "PATH": os.environ.get("PATH", ""),
         "REQUESTS_CA_BUNDLE": str(pki.ca_path),
         "SSL_CERT_FILE": str(pki.ca_path),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
     done = subprocess.run(
         [sys.executable, "-m", "sharepoint_proxy", "check"],
@@ -126,6 +133,7 @@ def test_check_runs_as_a_real_process(env: dict[str, str], drive: FakeDrive, pki
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ok    library" in done.stdout
     assert drive.id in done.stdout
+    assert list(metrics_dir.iterdir()) == []
 
 
 def test_check_names_the_passphrase_fix_without_printing_it(
