@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from flask import Flask, Response, jsonify, request
+from minio.error import S3Error
 
 from . import metrics
 from .auth import authenticate
@@ -106,6 +107,9 @@ class Readiness:
             problems.append(f"graph: {exc}")
         try:
             services.source.client.list_buckets()
+        except S3Error as exc:
+            if exc.code != "AccessDenied":  # AccessDenied: it answers; this user may not list buckets
+                problems.append(f"minio: {exc.code}")
         except Exception as exc:  # whatever the failure, MinIO is not usable now: say which
             problems.append(f"minio: {type(exc).__name__}")
         return problems

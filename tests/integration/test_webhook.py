@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from tests.support.graph import FakeDrive, FakeGraph
     from tests.support.idp import IdentityProvider
+    from tests.support.s3 import S3Server
 
 AUTH = {"Authorization": f"Bearer {WEBHOOK_SECRET}", "Content-Type": "application/json"}
 KiB = 1024
@@ -297,6 +298,26 @@ def test_readiness_turns_503_when_graph_stops(client: FlaskClient, graph: FakeGr
         assert any(p.startswith("graph") for p in response.json["problems"])
     finally:
         graph.up()
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "ready"),
+    [("AccessDenied", 403, True), ("InvalidAccessKeyId", 403, False)],
+    ids=["may-not-list-buckets", "wrong-access-key"],
+)
+def test_readiness_tells_a_least_privilege_minio_user_from_wrong_credentials(
+    client: FlaskClient, graph: FakeGraph, s3: S3Server, code: str, status: int, ready: bool
+) -> None:
+    """A MinIO user that may not list buckets is still ready (MinIO answers, as `check` says);
+    a wrong access key is not, and /readyz names MinIO's error code."""
+    s3.refuse("GET", "/", code, status=status)
+    try:
+        response = client.get("/readyz")
+    finally:
+        s3.allow()
+    assert response.status_code == (200 if ready else 503), response.json
+    if not ready:
+        assert response.json["problems"] == [f"minio: {code}"]
 
 
 def test_deletes_go_to_the_recycle_bin_by_default(

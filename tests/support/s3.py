@@ -31,7 +31,9 @@ class _QuietHandler(MotoRequestHandler):
 class _RecordingServer(ThreadedMotoServer):
     """Serve moto's WSGI app like ThreadedMotoServer, through a middleware that records requests."""
 
-    def __init__(self, port: int, on_request: Callable[[str, str], None]) -> None:
+    def __init__(
+        self, port: int, on_request: Callable[[str, str], tuple[int, str] | None]
+    ) -> None:
         super().__init__(ip_address="127.0.0.1", port=port, verbose=False)
         self._on_request = on_request
 
@@ -41,7 +43,17 @@ class _RecordingServer(ThreadedMotoServer):
         def app(
             environ: dict[str, Any], start_response: Callable[..., Any]
         ) -> Iterable[bytes]:
-            self._on_request(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""))
+            refusal = self._on_request(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""))
+            if refusal is not None:
+                status, code = refusal
+                body = (
+                    '<?xml version="1.0" encoding="UTF-8"?>'
+                    f"<Error><Code>{code}</Code><Message>Refused by the test.</Message>"
+                    "<RequestId>test</RequestId></Error>"
+                ).encode()
+                start_response(f"{status} Refused", [("Content-Type", "application/xml"),
+                                                     ("Content-Length", str(len(body)))])
+                return [body]
             return moto_app(environ, start_response)
 
         self._server = make_server(
@@ -63,6 +75,7 @@ class S3Server(Service):
         self._port = port or _free_port()
         self._lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []
+        self._refusals: dict[tuple[str, str], tuple[int, str]] = {}
         self._server = _RecordingServer(self._port, self._record)
         self._started = False
 
@@ -109,9 +122,20 @@ class S3Server(Service):
         with self._lock:
             self.requests = []
 
-    def _record(self, method: str, path: str) -> None:
+    def refuse(self, method: str, path: str, code: str, *, status: int = 403) -> None:
+        """Answer every `method` request for exactly `path` with the S3 error `code`, until `allow()`."""
+        with self._lock:
+            self._refusals[(method, path)] = (status, code)
+
+    def allow(self) -> None:
+        """Stop refusing: every request goes to moto again."""
+        with self._lock:
+            self._refusals.clear()
+
+    def _record(self, method: str, path: str) -> tuple[int, str] | None:
         with self._lock:
             self.requests.append((method, path))
+            return self._refusals.get((method, path))
 
 
 def _free_port() -> int:
