@@ -10,6 +10,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .paths import is_legal_name
 
 CHUNK_ALIGNMENT = 327_680  # Graph: every chunk but the last is a multiple of 320 KiB
 MAX_CHUNK_BYTES = 60 * 1024 * 1024  # Graph: each chunk under 60 MiB
@@ -141,12 +142,9 @@ class Config:
         reader.check(
             "TARGET_FOLDER",
             target_folder,
-            lambda v: (
-                all(s and s.strip() == s and not set(s) & set('"*:<>?\\|') for s in v.split("/"))
-                if v
-                else True
-            ),
-            "must be a folder path whose names SharePoint accepts",
+            lambda v: all(is_legal_name(name) for name in v.split("/")) if v else True,
+            "must be a folder path whose names SharePoint accepts (no reserved names such as CON "
+            "or _vti_, no trailing period or leading/trailing space, none of \" * : < > ? \\ |)",
         )
         config = cls(
             tenant_id=tenant_id,

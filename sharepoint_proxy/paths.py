@@ -217,6 +217,20 @@ def is_reserved_name(name: str) -> bool:
     return _RESERVED_NAME.fullmatch(name) is not None
 
 
+def is_legal_name(name: str) -> bool:
+    """Tell whether SharePoint accepts `name` as it is (for names the operator writes, such as
+    TARGET_FOLDER's; key segments are made legal by `encode_name` instead)."""
+    return (
+        bool(name)
+        and name.strip(" ") == name
+        and not name.endswith(".")
+        and not any(c in _ALWAYS for c in name)
+        and not is_reserved_name(name)
+        and _VTI.search(name) is None
+        and _length(name) <= MAX_NAME_LENGTH
+    )
+
+
 def quote_path(path: str) -> str:
     """Percent-encode each name of `path` once, as UTF-8, for a Graph URL."""
     return "/".join(quote(name, safe="") for name in path.split("/"))

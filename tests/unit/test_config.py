@@ -82,6 +82,26 @@ def test_simple_upload_limit_cannot_exceed_the_chunk(env: dict[str, str]) -> Non
         Config.from_env(env)
 
 
+@pytest.mark.parametrize(
+    "folder",
+    ["CON", "Mirror/_vti_bin", "notes.", " Mirror", "Mirror /x", "a:b", "Q3?", "~$draft", "a//b",
+     "tab\tname"],
+)
+def test_target_folder_names_sharepoint_refuses_stop_the_start(env: dict[str, str], folder: str) -> None:
+    """TARGET_FOLDER is written as is (not encoded like keys): a name SharePoint refuses
+    would fail every event, so it is refused at start."""
+    env["TARGET_FOLDER"] = folder
+    with pytest.raises(ConfigError, match="TARGET_FOLDER"):
+        Config.from_env(env)
+
+
+@pytest.mark.parametrize("folder", ["Mirror", "/Archives/MinIO 2026/", "Données/été", "a.b/c-d_e"])
+def test_ordinary_target_folders_are_accepted(env: dict[str, str], folder: str) -> None:
+    """Folder paths with spaces inside names, dots inside names and non-ASCII are fine."""
+    env["TARGET_FOLDER"] = folder
+    assert Config.from_env(env).target_folder == folder.strip("/")
+
+
 def test_secrets_stay_out_of_repr(env: dict[str, str]) -> None:
     """The webhook secret, MinIO secret and key passphrase never show in repr."""
     env["KEY_PASSPHRASE"] = "passphrase-value"
