@@ -125,6 +125,28 @@ class _Session(requests.Session):
         return fresh
 
 
+class ThrottleGate:
+    """Hold every Graph request of this process until a `Retry-After` Graph gave has passed.
+
+    Graph throttles per app and tenant: while one answer says to wait, the other requests
+    would be refused too, and sending them keeps the throttling going (Microsoft's guidance;
+    rclone's OneDrive backend paces all its requests the same way).
+    """
+
+    def __init__(self) -> None:
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def close_for(self, seconds: float) -> None:
+        """Keep requests back for `seconds` from now (a longer earlier wait still stands)."""
+        with self._lock:
+            self._until = max(self._until, time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        """Return how many seconds requests must still wait (0 when the gate is open)."""
+        return max(0.0, self._until - time.monotonic())
+
+
 def make_session() -> requests.Session:
     """Build the HTTP session Graph calls share: pooled connections and our User-Agent."""
     session = _Session()
@@ -161,6 +183,7 @@ class GraphClient:
         self._library = config.document_library
         self._drive: DriveInfo | None = None
         self._drive_lock = threading.Lock()
+        self.throttle = ThrottleGate()
 
     def close(self) -> None:
         """Close the pooled connections to Graph."""
@@ -373,6 +396,15 @@ class GraphClient:
             return exc.retry_after if exc.retry_after <= self._budget / 2 else False
         return True
 
+    def _wait_for_throttle(self, kind: str) -> None:
+        """Wait out a Retry-After another request met; a wait beyond our budget goes to the journal."""
+        wait = self.throttle.remaining()
+        if wait <= 0:
+            return
+        if wait > self._budget / 2:
+            raise ThrottledError(f"Graph asked this process to wait before {kind}", retry_after=wait)
+        time.sleep(wait)
+
     def _call(
         self,
         method: str,
@@ -412,6 +444,7 @@ class GraphClient:
         **kwargs: Any,
     ) -> requests.Response:
         """Send one request; turn transport failures and retryable statuses into our errors."""
+        self._wait_for_throttle(kind)
         all_headers = dict(headers or {})
         for refreshed in (False, True):
             if authorize:
@@ -429,6 +462,8 @@ class GraphClient:
         status = response.status_code
         if status in (429, 503):
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if retry_after:
+                self.throttle.close_for(retry_after)
             raise ThrottledError(f"Graph throttled {kind} ({status})", retry_after=retry_after)
         if status in (500, 502, 504):
             raise TransientError(f"Graph {kind} failed with {status}")

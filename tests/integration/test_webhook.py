@@ -7,6 +7,7 @@ import hmac
 import io
 import os
 import sqlite3
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from tests.conftest import WEBHOOK_SECRET
 from tests.support.events import minio_body
 
 if TYPE_CHECKING:
+    from flask import Flask
     from flask.testing import FlaskClient
     from minio import Minio
 
@@ -169,6 +171,33 @@ def test_throttling_is_honoured(
     statuses = [r.status for r in graph.requests if r.kind == "content"]
     assert statuses.index(429) < statuses.index(503) < len(statuses) - 1
     assert statuses[-1] in (200, 201)
+
+
+def test_a_retry_after_holds_back_every_graph_request_of_the_process(
+    app: Flask, services: Services, minio_client: Minio, bucket: str, drive: FakeDrive, graph: FakeGraph,
+) -> None:
+    """Graph throttles per app: after one request meets 429 with Retry-After, other requests
+    of the process wait it out too, instead of adding to the throttling."""
+    put_object(minio_client, bucket, "first.txt", b"first")
+    put_object(minio_client, bucket, "second.txt", b"second")
+    graph.fail_next("content", 429, retry_after="3")
+    first = threading.Thread(
+        target=notify, args=(app.test_client(), "s3:ObjectCreated:Put", bucket, "first.txt")
+    )
+    first.start()
+    try:
+        assert wait_for(lambda: services.graph.throttle.remaining() > 0, seconds=30)
+        response = notify(app.test_client(), "s3:ObjectCreated:Put", bucket, "second.txt")
+    finally:
+        first.join()
+    assert response.status_code == 200, response.json
+    assert drive.get(f"{bucket}/first.txt") == b"first"
+    assert drive.get(f"{bucket}/second.txt") == b"second"
+    content = [r for r in graph.requests if r.kind == "content"]
+    throttled = next(r for r in content if r.status == 429)
+    assert all(r.at >= throttled.at + 3.0 for r in content if r is not throttled), [
+        (r.path, r.status, round(r.at - throttled.at, 3)) for r in content
+    ]
 
 
 def test_a_dropped_chunk_resumes_where_the_session_stands(

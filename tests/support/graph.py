@@ -14,6 +14,7 @@ import json
 import re
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ class Recorded:
     kind: str
     status: int
     had_authorization: bool
+    at: float = field(default_factory=time.monotonic)  # when it arrived (before its answer)
 
 
 @dataclass
