@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -12,10 +13,11 @@ from tests.conftest import WEBHOOK_SECRET
 from tests.support.events import minio_body
 
 if TYPE_CHECKING:
+    from flask import Flask
     from flask.testing import FlaskClient
     from minio import Minio
 
-    from tests.support.graph import FakeDrive
+    from tests.support.graph import FakeDrive, FakeGraph
 
 AUTH = {"Authorization": f"Bearer {WEBHOOK_SECRET}", "Content-Type": "application/json"}
 PUT = "s3:ObjectCreated:Put"
@@ -89,6 +91,30 @@ def test_deleting_the_marker_of_a_folder_with_files_keeps_folder_and_files(
     assert notify(client, DELETE, bucket, "reports/q1.pdf")["outcome"] == "deleted"
     assert notify(client, DELETE, bucket, "reports/")["outcome"] == "deleted"
     assert f"{bucket}/reports" not in drive.folders()
+
+
+def test_a_file_landing_while_the_marker_delete_runs_is_not_deleted_with_the_folder(
+    app: Flask, minio_client: Minio, bucket: str, drive: FakeDrive, graph: FakeGraph
+) -> None:
+    """The folder is found empty, then a file lands in it before the DELETE (another worker's
+    upload): Graph's DELETE of a folder is recursive, so it is sent with If-Match on the eTag
+    read before the listing, and the folder and the new file stay."""
+    client = app.test_client()
+    put_object(minio_client, bucket, "race/")
+    notify(client, PUT, bucket, "race/")
+    minio_client.remove_object(bucket, "race/")
+    delete = graph.hold_next("delete", drop=False)
+    outcomes: list[dict[str, Any]] = []
+    deleting = threading.Thread(target=lambda: outcomes.append(notify(client, DELETE, bucket, "race/")))
+    deleting.start()
+    try:
+        assert delete.reached.wait(timeout=60), "the marker's delete never reached Graph"
+        drive.put(f"{bucket}/race/landed.txt", b"landed meanwhile")
+    finally:
+        delete.release()
+        deleting.join()
+    assert outcomes[0]["outcome"] == "absent", outcomes
+    assert drive.files() == {f"{bucket}/race/landed.txt": b"landed meanwhile"}
 
 
 def test_deleting_a_marker_keeps_a_folder_that_holds_only_folders(

@@ -135,12 +135,13 @@ class _Fault:
 class Hold:
     """A request parked by `FakeGraph.hold_next`: wait for `reached`, then `release()` it."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, drop: bool) -> None:
         self.reached = threading.Event()
+        self.drop = drop
         self._released = threading.Event()
 
     def release(self) -> None:
-        """Let the parked request go on; it is dropped without being applied."""
+        """Let the parked request go on: dropped unapplied, or served as usual (`drop=False`)."""
         self._released.set()
 
     def park(self) -> None:
@@ -314,6 +315,7 @@ class FakeDrive:
             display = _join(parent.display, segments[-1])
             node = _Node(id=_item_id(), display=display, folder=False, content=data)
             self._nodes[key] = node
+            parent.version += 1  # a folder's eTag changes with its children, as in OneDrive
             return True, node
 
     def create_folder(
@@ -347,14 +349,23 @@ class FakeDrive:
                 )
             return self._ensure_folder(segments)
 
-    def delete(self, segments: list[str], *, permanent: bool = False) -> None:
-        """Delete the item at `segments`, a folder with all it holds."""
+    def delete(
+        self, segments: list[str], *, permanent: bool = False, if_match: str | None = None
+    ) -> None:
+        """Delete the item at `segments`, a folder with all it holds.
+
+        With `if_match`, only while the item's eTag (or cTag) still equals it: else 412.
+        """
         with self._lock:
             key = _key(segments)
             node = self._nodes.get(key)
             if node is None or not key:
                 raise GraphError(
                     404, "itemNotFound", "The resource could not be found."
+                )
+            if if_match is not None and if_match not in (_etag(node), _ctag(node)):
+                raise GraphError(
+                    412, "preconditionFailed", "The item's eTag does not match If-Match."
                 )
             doomed = [k for k in self._nodes if k == key or k.startswith(key + "/")]
             if any(k in self._locked for k in doomed):
@@ -365,6 +376,9 @@ class FakeDrive:
                 )
             for k in doomed:
                 del self._nodes[k]
+            parent = self._nodes.get(_key(segments[:-1]))
+            if parent is not None:
+                parent.version += 1
             if not permanent:
                 self._recycled.append(node.display)
 
@@ -393,8 +407,8 @@ class FakeDrive:
             item: dict[str, object] = {
                 "id": node.id,
                 "name": node.name,
-                "eTag": f'"{{{node.id}}},{node.version}"',
-                "cTag": f'"c:{{{node.id}}},{node.version}"',
+                "eTag": _etag(node),
+                "cTag": _ctag(node),
                 "createdDateTime": _iso(node.created),
                 "lastModifiedDateTime": _iso(node.modified),
                 "fileSystemInfo": {
@@ -467,6 +481,7 @@ class FakeDrive:
             id=_item_id(), display=_join(parent.display, segments[-1]), folder=True
         )
         self._nodes[key] = node
+        parent.version += 1
         return node
 
 
@@ -598,15 +613,16 @@ class FakeGraph(Service):
         with self._lock:
             self._faults.append(_Fault(kind, times))
 
-    def hold_next(self, kind: str, *, skip: int = 0) -> Hold:
+    def hold_next(self, kind: str, *, skip: int = 0, drop: bool = True) -> Hold:
         """Park the request of `kind` that comes after `skip` others, before reading its body.
 
-        The returned `Hold` says when it is reached; once released, the request's
-        connection is closed without an answer and nothing of it is applied. This puts
-        a test's crash at a known point of an upload, whatever the machine's speed.
+        The returned `Hold` says when it is reached. Once released, the request's connection
+        is closed without an answer and nothing of it is applied, or with `drop=False` it is
+        served as usual. This puts a test's crash or race at a known point, whatever the
+        machine's speed.
         """
         _check_kind(kind)
-        hold = Hold()
+        hold = Hold(drop=drop)
         with self._lock:
             self._faults.append(_Fault(kind, 1, skip=skip, hold=hold))
         return hold
@@ -764,10 +780,13 @@ class _Handler(JSONHandler):
         try:
             fault = graph._take_fault(kind)
             if fault is not None and fault.hold is not None:
-                record(0)
-                fault.hold.park()
-                self.drop_connection()
-                return
+                hold, fault = fault.hold, None
+                if hold.drop:
+                    record(0)  # counted while parked: the request has arrived
+                hold.park()
+                if hold.drop:
+                    self.drop_connection()
+                    return
             if fault is not None and fault.status == 0:
                 record(0)
                 self._drop(kind)
@@ -941,7 +960,8 @@ class _Handler(JSONHandler):
         if not segments:
             raise GraphError(400, "invalidRequest", "The operation needs an item path.")
         if kind == "delete":
-            drive.delete(segments, permanent=suffix == "/permanentDelete")
+            if_match = self.headers.get("If-Match")
+            drive.delete(segments, permanent=suffix == "/permanentDelete", if_match=if_match)
             return _Answer(204)
         if kind == "content":
             return self._simple_upload(drive, segments)
@@ -1089,6 +1109,14 @@ class _Handler(JSONHandler):
         session = self._upload_session(session_id)
         self.graph._close_session(session.id)
         return _Answer(204)
+
+
+def _etag(node: _Node) -> str:
+    return f'"{{{node.id}}},{node.version}"'
+
+
+def _ctag(node: _Node) -> str:
+    return f'"c:{{{node.id}}},{node.version}"'
 
 
 def _not_understood() -> _Answer:
