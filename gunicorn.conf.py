@@ -30,6 +30,22 @@ graceful_timeout = 60
 accesslog = "-"
 errorlog = "-"
 
+if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
+    # gunicorn's own lines (start, workers, access) as JSON on stdout too, like the app's.
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "sharepoint_proxy.logs.JsonFormatter"}},
+        "handlers": {
+            "stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
+        },
+        "root": {"level": "INFO", "handlers": ["stdout"]},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+        },
+    }
+
 # No preload_app: each worker builds its own app, so the minio client (and its urllib3 pool)
 # never crosses a fork.
 preload_app = False
@@ -57,7 +73,7 @@ def on_starting(server: Any) -> None:
 
     try:
         config = Config.from_env(os.environ)
-        configure_logging(config.log_level, config.log_format)
+        configure_logging(config.log_level, config.log_format, stream=sys.stdout)
         preflight(config)
     except ConfigError as exc:
         print(f"sharepoint-proxy: {exc}", file=sys.stderr)

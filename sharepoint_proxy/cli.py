@@ -42,7 +42,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
 def build_app_from_env(environ: Mapping[str, str]) -> Flask:
     """Build the production app from the environment, stopping the process on bad settings."""
     config = load_config(environ)
-    configure_logging(config.log_level, config.log_format)
+    configure_logging(config.log_level, config.log_format, stream=sys.stdout)
     try:
         return create_app(config)
     except ConfigError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -44,9 +44,13 @@ class TextFormatter(logging.Formatter):
         return f"{line} {extra}" if extra else line
 
 
-def configure_logging(level: str, fmt: str) -> None:
-    """Send the package's logs to stderr at `level`, as text or JSON."""
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(level: str, fmt: str, *, stream: TextIO | None = None) -> None:
+    """Send the package's logs to `stream` (default stderr) at `level`, as text or JSON.
+
+    The service logs to stdout, like gunicorn's access log; commands log to stderr, so
+    their results on stdout stay clean.
+    """
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -132,11 +132,16 @@ class Dispatcher:
             log.exception("work.crashed", extra={"id": item_id, "key": record.key})
             self._journal.postpone(item_id, f"internal error: {type(exc).__name__}")
             return outcome_for(record, "pending", reason="internal error; will retry")
-        if outcome.outcome == "failed":
+        if outcome.outcome == "failed":  # the mirror has logged why
             self._journal.bury(item_id, outcome.reason or "failed")
             metrics.DEAD_LETTERS.labels(outcome.reason or "unknown").inc()
         else:
             self._journal.finish(item_id)
+            log.info(
+                "work.done",
+                extra={"bucket": record.bucket, "key": record.key, "outcome": outcome.outcome,
+                       "path": outcome.path, "size": outcome.size},
+            )
         return outcome
 
     def _loop(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -154,6 +155,33 @@ def test_metrics_add_up_across_gunicorn_workers(
             assert line in requests.get(f"{server.url}/metrics", timeout=10).text
     finally:
         server.stop()
+
+
+def test_json_logs_are_one_object_a_line_and_name_each_applied_change(
+    env: dict[str, str], pki: TestPKI, tmp_path: Path, minio_client: Minio, bucket: str
+) -> None:
+    """With LOG_FORMAT=json every line gunicorn and the app write is one JSON object, and an
+    applied event logs one line naming its key, outcome and path (and no secret)."""
+    log_path = tmp_path / "gunicorn.log"
+    server = Gunicorn({**env, "LOG_FORMAT": "json"}, pki.ca_path, log_path)
+    server.start()
+    try:
+        minio_client.put_object(bucket, "logged/report.pdf", io.BytesIO(b"pdf"), 3)
+        body = minio_body("s3:ObjectCreated:Put", bucket, "logged/report.pdf")
+        headers = {"Authorization": f"Bearer {WEBHOOK_SECRET}"}
+        answer = requests.post(f"{server.url}/s3event", data=body, headers=headers, timeout=60)
+        assert answer.status_code == 200, answer.text
+    finally:
+        server.stop()
+    text = log_path.read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    events = [line["event"] for line in lines]
+    assert any("Booting worker" in event for event in events), events
+    assert any("POST /s3event" in event for event in events), events  # the access log
+    [done] = [line for line in lines if line["event"] == "work.done"]
+    assert (done["bucket"], done["key"], done["outcome"]) == (bucket, "logged/report.pdf", "uploaded")
+    assert done["path"] == f"{bucket}/logged/report.pdf"
+    assert WEBHOOK_SECRET not in text
 
 
 def test_an_unusable_state_dir_stops_the_process_with_one_clear_line(
