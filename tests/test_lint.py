@@ -6,13 +6,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# Below pytest-timeout's 300 s, so a slow tool fails with this message, not a stack dump.
+TOOL_TIMEOUT_SECONDS = 240
 
 
 def run(*command: str) -> subprocess.CompletedProcess[str]:
     """Run a tool from this environment at the repository root."""
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    try:
+        return subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, timeout=TOOL_TIMEOUT_SECONDS, check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{' '.join(command)} did not finish within {TOOL_TIMEOUT_SECONDS} s")
 
 
 def test_ruff_finds_nothing() -> None:

@@ -7,16 +7,22 @@ and the Compose Specification's schema, plus the contract points the deployment 
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 import runpy
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from tests.support.tls import TestPKI
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -26,6 +32,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 GUNICORN_CONF = ROOT / "gunicorn.conf.py"
 DCLINT = "dclint@3.1.0"
+TOOL_TIMEOUT_SECONDS = 240  # below pytest-timeout's 300 s
 
 # Defaults from DESIGN.md's table that the deployment files must agree with.
 DEFAULT_DEADLINE_SECONDS = 45
@@ -47,9 +54,13 @@ def _tool(name: str) -> str:
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
-    )
+    # Below pytest-timeout, so a slow tool fails with this message, not a stack dump.
+    try:
+        return subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, timeout=TOOL_TIMEOUT_SECONDS, check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{' '.join(command)} did not finish within {TOOL_TIMEOUT_SECONDS} s")
 
 
 def _compose() -> dict[str, Any]:
@@ -243,6 +254,23 @@ def test_gunicorn_conf_follows_the_environment(monkeypatch: pytest.MonkeyPatch) 
     assert settings["timeout"] > 50
 
 
+@pytest.fixture
+def service_environment(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], pki: TestPKI
+) -> Iterator[None]:
+    """Give this process the service's settings, as gunicorn's master has them (its start
+    hook checks them, the certificate and the library before anything else); put back the
+    logging set-up the hook replaces."""
+    for name, value in {**env, "REQUESTS_CA_BUNDLE": str(pki.ca_path)}.items():
+        monkeypatch.setenv(name, value)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("service_environment")
 def test_gunicorn_hooks_work_without_multiprocess_metrics(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -253,6 +281,7 @@ def test_gunicorn_hooks_work_without_multiprocess_metrics(
     settings["child_exit"](None, type("Worker", (), {"pid": 12345})())
 
 
+@pytest.mark.usefixtures("service_environment")
 def test_gunicorn_hooks_manage_multiprocess_metric_files(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -39,6 +39,7 @@ WEBHOOK_SECRET = "benchmark-webhook-secret-0123456789"
 PUT = "s3:ObjectCreated:Put"
 BLOCK = 25  # small events per alternation of floor and proxy
 ROUNDS = 4  # alternations of floor and proxy in the concurrency test
+LARGE_WAIT_SECONDS = 600.0  # for a large object answered 'pending' to reach the library
 
 
 @dataclass
@@ -230,7 +231,14 @@ class Bench:
             started = time.perf_counter()
             answer = self.post(session, key)
             if answer["outcomes"][0]["outcome"] == "pending":  # past the response deadline
+                deadline = time.monotonic() + LARGE_WAIT_SECONDS
                 while (self.servers.file(f"{BUCKET}/{key}") or {}).get("size") != size:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"the large object ({size} bytes) was answered 'pending' but did not "
+                            f"reach the library within {LARGE_WAIT_SECONDS:.0f} s: see "
+                            f"{self.gunicorn.log_path}"
+                        )
                     time.sleep(0.02)
             proxy_seconds = time.perf_counter() - started
             time.sleep(0.05)

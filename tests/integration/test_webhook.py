@@ -228,7 +228,8 @@ def test_a_lost_session_starts_over_from_minio(
 
 
 def test_a_refused_cancel_does_not_hide_a_transient_upload_failure(
-    client: FlaskClient, services: Services, minio_client: Minio, bucket: str, graph: FakeGraph
+    client: FlaskClient, services: Services, minio_client: Minio, bucket: str, drive: FakeDrive,
+    graph: FakeGraph,
 ) -> None:
     """An upload that runs out of retries cancels its session; if Graph refuses the cancel
     (403), the upload's own failure (transient: 202, retried later) still decides, so the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -41,14 +42,30 @@ class Gunicorn:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        """Start gunicorn and wait until /healthz answers."""
+        """Start gunicorn; return once /healthz answers and every worker has built its app.
+
+        A worker that is still building its app grows its RSS and calls the token endpoint
+        and Graph (site, drive): tests that take a memory baseline or count calls right
+        after `start` must not see that.
+        """
+        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py",
                  "--bind", f"127.0.0.1:{self.port}", "sharepoint_proxy.wsgi:app"],
                 cwd=ROOT, env=self._env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        deadline = time.monotonic() + 30
+        try:
+            self._wait_until_ready(log_start, deadline=time.monotonic() + 30)
+        except BaseException:
+            # Leave nothing running behind a failed start: the caller has no server to stop.
+            if self.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.kill()
+            raise
+
+    def _wait_until_ready(self, log_start: int, *, deadline: float) -> None:
+        assert self.process is not None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited: {self.log_path.read_text()}")
@@ -62,6 +79,41 @@ class Gunicorn:
         # /healthz answered from one worker; wait until every worker has been forked.
         while len(self.workers()) < self._workers and time.monotonic() < deadline:
             time.sleep(0.1)
+        self._wait_until_apps_are_built(log_start, deadline)
+
+    def _wait_until_apps_are_built(self, log_start: int, deadline: float) -> None:
+        """Wait until the master's preflight and every worker have logged the library's resolution.
+
+        The master logs one `drive.resolved` / `drive.unresolved` line before it forks, and
+        each worker one when it has built its app. Only the log written since this start
+        (from byte `log_start`) counts: an earlier start may have written to the same file.
+        """
+        if self._env.get("LOG_LEVEL", "INFO").strip().upper() not in ("DEBUG", "INFO"):
+            return  # `drive.resolved` is logged at INFO: nothing to wait for
+        assert self.process is not None
+        expected = self._workers + 1
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.log_path.read_text()}")
+            if self._resolution_lines(log_start) >= expected:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"gunicorn's {self._workers} workers did not finish building the app in time "
+                    f"(expected {expected} drive.resolved/drive.unresolved lines, master's "
+                    f"included, found {self._resolution_lines(log_start)}): "
+                    f"{self.log_path.read_text()}"
+                )
+            time.sleep(0.1)
+
+    def _resolution_lines(self, log_start: int) -> int:
+        """Count the `drive.resolved` / `drive.unresolved` lines logged since byte `log_start`."""
+        with self.log_path.open("rb") as log:
+            log.seek(log_start)
+            written = log.read()
+        return sum(
+            1 for line in written.splitlines() if b"drive.resolved" in line or b"drive.unresolved" in line
+        )
 
     def workers(self) -> list[psutil.Process]:
         """Return the worker processes."""
