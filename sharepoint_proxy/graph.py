@@ -317,18 +317,13 @@ class GraphClient:
         except ProxyError as exc:  # the session expires by itself anyway
             log.warning("upload.cancel_failed", extra={"detail": type(exc).__name__})
 
-    def delete(self, path: str, *, if_match: str | None = None) -> bool:
-        """Delete the item at `path` (recycle bin or permanently); False when already gone.
-
-        With `if_match` (an eTag), only if the item is unchanged since: False when it changed.
-        """
-        headers = {"If-Match": if_match} if if_match else None
+    def delete(self, path: str) -> bool:
+        """Delete the item at `path` (recycle bin or permanently); False when already gone."""
         if self._permanent_delete:
-            url = self._item_url(path, "permanentDelete")
-            response = self._call("POST", url, kind="delete", headers=headers)
+            response = self._call("POST", self._item_url(path, "permanentDelete"), kind="delete")
         else:
-            response = self._call("DELETE", self._item_url(path), kind="delete", headers=headers)
-        if response.status_code in (404, 412):
+            response = self._call("DELETE", self._item_url(path), kind="delete")
+        if response.status_code == 404:
             return False
         _expect(response, (200, 204), path)
         return True
@@ -377,10 +372,9 @@ class GraphClient:
             return False  # gone, or a file (another key's) at the folder's path
         for _child in self.list_children(path):
             return False
-        # Graph deletes a folder with all it holds. If-Match makes the delete fail (412) if
-        # anything landed in the folder since it was read (a folder's eTag changes with its
-        # children), so an upload racing this delete is never removed with it.
-        return self.delete(path, if_match=item.get("eTag"))
+        # Graph deletes a folder with all it holds: the caller holds the folder's lock, so no
+        # upload into it runs between the listing and this delete (KeyLocks.hold_path).
+        return self.delete(path)
 
     def delete_file(self, path: str) -> bool:
         """Delete the file at `path`; False when there is none (a folder there is left alone)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -15,28 +16,58 @@ STRIPES = 1024
 
 
 class KeyLocks:
-    """Exclusive locks keyed by a string, shared by all processes that use the same directory.
+    """Locks on SharePoint paths, shared by all processes that use the same directory.
 
     `flock` on a file opened anew for each hold excludes other threads of this process
-    as well as other processes; the kernel drops the lock if a holder dies. Keys are
-    hashed onto a fixed set of lock files, so two keys may share a lock (harmless:
+    as well as other processes; the kernel drops the lock if a holder dies. Paths are
+    hashed onto a fixed set of lock files, so two paths may share a lock (harmless:
     they only wait for each other) and the directory never grows.
     """
 
     def __init__(self, directory: Path) -> None:
         self._directory = directory
+        self._folders = directory / "folders"
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            self._folders.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # it lives in STATE_DIR, beside the journal: the same failure
             raise JournalError(f"cannot create the lock directory {directory}: {exc}") from exc
 
     @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
-        """Hold the lock for `key` for the duration of the `with` block."""
-        stripe = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big") % STRIPES
-        fd = os.open(self._directory / f"{stripe:04d}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+    def hold_path(self, path: str, *, folder: bool = False) -> Iterator[None]:
+        """Hold the lock of `path` (a path identity), and the folder locks that order its
+        work against the removal of a folder above it.
+
+        Graph deletes a folder with everything in it, so a folder is removed only while
+        nothing is written inside it: work on a path holds each folder above it shared,
+        and work on a folder (`folder=True`) holds that folder exclusive. Folder locks are
+        taken first, in one global order, and a holder of a path lock never waits for
+        another lock: no two holders can wait for each other.
+        """
+        modes = {_stripe(parent): fcntl.LOCK_SH for parent in _parents(path)}
+        if folder:
+            modes[_stripe(path)] = fcntl.LOCK_EX
+        with contextlib.ExitStack() as held:
+            for stripe in sorted(modes):
+                held.enter_context(_flock(self._folders, stripe, modes[stripe]))
+            held.enter_context(_flock(self._directory, _stripe(path), fcntl.LOCK_EX))
             yield
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
+
+
+def _stripe(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big") % STRIPES
+
+
+def _parents(path: str) -> list[str]:
+    """Return the folders above `path`: "a/b/c" -> ["a", "a/b"]."""
+    names = path.split("/")[:-1]
+    return ["/".join(names[: i + 1]) for i in range(len(names))]
+
+
+@contextmanager
+def _flock(directory: Path, stripe: int, mode: int) -> Iterator[None]:
+    fd = os.open(directory / f"{stripe:04d}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

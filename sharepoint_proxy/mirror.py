@@ -129,7 +129,7 @@ class Mirror:
             except UnrepresentableKeyError as exc:
                 raise PermanentError(exc.reason, str(exc)) from exc
             identity = path_identity(path)
-            with self._locks.hold(identity):
+            with self._locks.hold_path(identity, folder=is_folder_marker(record.key)):
                 if is_folder_marker(record.key):
                     return outcome_for(record, self._converge_folder(record, path), path)
                 name, size = self._converge(record, path, identity, listed)

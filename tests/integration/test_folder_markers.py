@@ -93,27 +93,36 @@ def test_deleting_the_marker_of_a_folder_with_files_keeps_folder_and_files(
     assert f"{bucket}/reports" not in drive.folders()
 
 
-def test_a_file_landing_while_the_marker_delete_runs_is_not_deleted_with_the_folder(
+def test_an_upload_into_a_folder_waits_while_its_marker_delete_runs(
     app: Flask, minio_client: Minio, bucket: str, drive: FakeDrive, graph: FakeGraph
 ) -> None:
-    """The folder is found empty, then a file lands in it before the DELETE (another worker's
-    upload): Graph's DELETE of a folder is recursive, so it is sent with If-Match on the eTag
-    read before the listing, and the folder and the new file stay."""
-    client = app.test_client()
+    """Graph deletes a folder with all it holds. A file uploaded into the folder while its
+    marker's delete runs (found empty, about to be deleted) waits for the folder's lock, then
+    lands in a folder made anew, instead of landing first and being deleted with it."""
     put_object(minio_client, bucket, "race/")
-    notify(client, PUT, bucket, "race/")
+    notify(app.test_client(), PUT, bucket, "race/")
     minio_client.remove_object(bucket, "race/")
+    put_object(minio_client, bucket, "race/landed.txt", b"landed meanwhile")
     delete = graph.hold_next("delete", drop=False)
-    outcomes: list[dict[str, Any]] = []
-    deleting = threading.Thread(target=lambda: outcomes.append(notify(client, DELETE, bucket, "race/")))
+    outcomes: dict[str, dict[str, Any]] = {}
+
+    def deliver(event: str, key: str) -> None:
+        outcomes[key] = notify(app.test_client(), event, bucket, key)
+
+    deleting = threading.Thread(target=deliver, args=(DELETE, "race/"))
+    uploading = threading.Thread(target=deliver, args=(PUT, "race/landed.txt"))
     deleting.start()
     try:
         assert delete.reached.wait(timeout=60), "the marker's delete never reached Graph"
-        drive.put(f"{bucket}/race/landed.txt", b"landed meanwhile")
+        uploading.start()
+        uploading.join(timeout=1.0)
+        assert graph.count("content") == 0, "the upload went ahead while its folder was being deleted"
     finally:
         delete.release()
         deleting.join()
-    assert outcomes[0]["outcome"] == "absent", outcomes
+        uploading.join()
+    assert outcomes["race/"]["outcome"] == "deleted"
+    assert outcomes["race/landed.txt"]["outcome"] == "uploaded"
     assert drive.files() == {f"{bucket}/race/landed.txt": b"landed meanwhile"}
 
 

@@ -315,7 +315,6 @@ class FakeDrive:
             display = _join(parent.display, segments[-1])
             node = _Node(id=_item_id(), display=display, folder=False, content=data)
             self._nodes[key] = node
-            parent.version += 1  # a folder's eTag changes with its children, as in OneDrive
             return True, node
 
     def create_folder(
@@ -349,23 +348,14 @@ class FakeDrive:
                 )
             return self._ensure_folder(segments)
 
-    def delete(
-        self, segments: list[str], *, permanent: bool = False, if_match: str | None = None
-    ) -> None:
-        """Delete the item at `segments`, a folder with all it holds.
-
-        With `if_match`, only while the item's eTag (or cTag) still equals it: else 412.
-        """
+    def delete(self, segments: list[str], *, permanent: bool = False) -> None:
+        """Delete the item at `segments`, a folder with all it holds."""
         with self._lock:
             key = _key(segments)
             node = self._nodes.get(key)
             if node is None or not key:
                 raise GraphError(
                     404, "itemNotFound", "The resource could not be found."
-                )
-            if if_match is not None and if_match not in (_etag(node), _ctag(node)):
-                raise GraphError(
-                    412, "preconditionFailed", "The item's eTag does not match If-Match."
                 )
             doomed = [k for k in self._nodes if k == key or k.startswith(key + "/")]
             if any(k in self._locked for k in doomed):
@@ -376,9 +366,6 @@ class FakeDrive:
                 )
             for k in doomed:
                 del self._nodes[k]
-            parent = self._nodes.get(_key(segments[:-1]))
-            if parent is not None:
-                parent.version += 1
             if not permanent:
                 self._recycled.append(node.display)
 
@@ -481,7 +468,6 @@ class FakeDrive:
             id=_item_id(), display=_join(parent.display, segments[-1]), folder=True
         )
         self._nodes[key] = node
-        parent.version += 1
         return node
 
 
@@ -960,8 +946,7 @@ class _Handler(JSONHandler):
         if not segments:
             raise GraphError(400, "invalidRequest", "The operation needs an item path.")
         if kind == "delete":
-            if_match = self.headers.get("If-Match")
-            drive.delete(segments, permanent=suffix == "/permanentDelete", if_match=if_match)
+            drive.delete(segments, permanent=suffix == "/permanentDelete")
             return _Answer(204)
         if kind == "content":
             return self._simple_upload(drive, segments)
