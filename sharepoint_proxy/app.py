@@ -18,6 +18,7 @@ from .errors import (
     PayloadTooLargeError,
     ProxyError,
     RequestError,
+    ThrottledError,
     UnauthenticatedError,
 )
 from .events import parse_notification
@@ -103,6 +104,8 @@ class Readiness:
             problems.append(f"token: {exc}")
         try:
             services.graph.probe()  # resolves the library first if it is not yet
+        except ThrottledError:
+            pass  # Graph answers and asks us to slow down: events are still taken and journaled
         except ProxyError as exc:
             problems.append(f"graph: {exc}")
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +39,8 @@ USER_AGENT = f"NONISV|sharepoint-proxy|sharepoint-proxy/{__version__}"
 TIMEOUT = (10, 60)  # (connect, read) seconds for ordinary calls
 CHUNK_TIMEOUT = (10, 180)  # a 60 MiB chunk may take a while to be acknowledged
 RETRY_ATTEMPTS = 6
+# Graph asks for up to about 5 minutes; a longer (or broken) Retry-After is capped at this.
+MAX_RETRY_AFTER_SECONDS = 600.0
 RETRY_BUDGET_SECONDS = 30.0
 
 
@@ -81,15 +84,17 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "inf" or "nan" is no usable answer; a day-long wait would hold everything back
+        return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS) if math.isfinite(seconds) else None
     try:
         moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     current = time.time() if now is None else now
-    return max(0.0, moment.timestamp() - current)
+    return min(max(0.0, moment.timestamp() - current), MAX_RETRY_AFTER_SECONDS)
 
 
 class _Session(requests.Session):
@@ -336,7 +341,12 @@ class GraphClient:
         return _json(response, 200, path)
 
     def probe(self) -> None:
-        """Ask Graph for the library's root once, without retrying: a cheap liveness check."""
+        """Ask Graph for the library's root once, without retrying: a cheap liveness check.
+
+        While Graph has asked this process to wait, it has answered recently: that is enough.
+        """
+        if self.throttle.remaining() > 0:
+            return
         _expect(self._send("GET", self._item_url(""), kind="item"), (200,), "the library's root")
 
     def list_children(self, path: str) -> Iterator[dict[str, Any]]:
@@ -445,8 +455,13 @@ class GraphClient:
         timeout: tuple[float, float] = TIMEOUT,
         **kwargs: Any,
     ) -> requests.Response:
-        """Send one request; turn transport failures and retryable statuses into our errors."""
-        self._wait_for_throttle(kind)
+        """Send one request; turn transport failures and retryable statuses into our errors.
+
+        Graph API calls wait out a Retry-After met by any request of the process; calls to an
+        upload URL (`authorize=False`) do not, so sessions under way finish, and cancel.
+        """
+        if authorize:
+            self._wait_for_throttle(kind)
         all_headers = dict(headers or {})
         for refreshed in (False, True):
             if authorize:

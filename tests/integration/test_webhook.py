@@ -200,6 +200,39 @@ def test_a_retry_after_holds_back_every_graph_request_of_the_process(
     ]
 
 
+def test_a_long_retry_after_neither_aborts_uploads_under_way_nor_unreadies_the_proxy(
+    app: Flask, services: Services, minio_client: Minio, bucket: str, drive: FakeDrive, graph: FakeGraph,
+) -> None:
+    """A Retry-After longer than the in-request budget holds back new Graph calls (the event
+    is journaled, 202), but an upload session already under way sends its chunks to its
+    upload URL and finishes, and /readyz stays 200: Graph answers, it asks us to slow down."""
+    big = os.urandom(25 * MiB)
+    put_object(minio_client, bucket, "under-way.bin", big)
+    put_object(minio_client, bucket, "later.txt", b"later")
+    second_chunk = graph.hold_next("upload_chunk", skip=1, drop=False)
+    answers: dict[str, Any] = {}
+
+    def upload_big() -> None:
+        answers["big"] = notify(app.test_client(), "s3:ObjectCreated:Put", bucket, "under-way.bin")
+
+    uploading = threading.Thread(target=upload_big)
+    uploading.start()
+    try:
+        assert second_chunk.reached.wait(timeout=60), "the upload never reached its second chunk"
+        graph.fail_next("content", 429, retry_after="120")
+        throttled = notify(app.test_client(), "s3:ObjectCreated:Put", bucket, "later.txt")
+        assert throttled.status_code == 202, throttled.json
+        assert services.graph.throttle.remaining() > 60
+        ready = app.test_client().get("/readyz")
+    finally:
+        second_chunk.release()
+        uploading.join()
+    assert ready.status_code == 200, ready.json
+    assert answers["big"].status_code == 200, answers["big"].json
+    assert drive.get(f"{bucket}/under-way.bin") == big
+    assert drive.get(f"{bucket}/later.txt") is None  # waits for the Retry-After, in the journal
+
+
 def test_a_dropped_chunk_resumes_where_the_session_stands(
     client: FlaskClient, minio_client: Minio, bucket: str, drive: FakeDrive, graph: FakeGraph
 ) -> None:

@@ -20,6 +20,11 @@ NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
         ("soon", None),
         ("", None),
         (None, None),
+        ("86400", 600.0),  # capped: a day-long wait would hold every request back
+        ("Fri, 02 Jan 2026 00:00:00 GMT", 600.0),
+        ("inf", None),
+        ("1e400", None),
+        ("nan", None),
     ],
 )
 def test_delta_seconds_and_http_dates(value: str | None, seconds: float | None) -> None:
