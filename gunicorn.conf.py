@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -78,6 +79,8 @@ def on_starting(server: Any) -> None:
     except ConfigError as exc:
         print(f"sharepoint-proxy: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
+    except Exception:  # an unforeseen failure of the check itself: workers check again
+        logging.getLogger("sharepoint_proxy.startup").exception("preflight.failed")
     _clear_metric_files()
 
 

@@ -50,7 +50,7 @@ def build_app_from_env(environ: Mapping[str, str]) -> Flask:
         raise SystemExit(USAGE) from exc
     except JournalError as exc:  # STATE_DIR missing, unwritable or full: say so, no traceback
         _error(f"STATE_DIR: {exc}")
-        raise SystemExit(USAGE) from exc
+        raise SystemExit(FAILED) from exc  # may pass (a full disk, a long lock): not a setting
 
 
 def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:

@@ -121,18 +121,32 @@ def test_gunicorn_stops_before_forking_when_the_library_cannot_be_found(
     assert "Traceback" not in result.stderr
 
 
-def test_a_worker_that_cannot_set_up_tells_gunicorn_to_stop(env: dict[str, str], pki: TestPKI) -> None:
-    """Should a worker still fail to build the app (the master checked it moments before), it
-    exits with gunicorn's "app failed to load" status, which stops gunicorn, not a restart loop."""
+@pytest.mark.parametrize(
+    ("setting", "value", "status", "message"),
+    [
+        ("DOCUMENT_LIBRARY", "Nowhere", 4, "DOCUMENT_LIBRARY: no library 'Nowhere'"),
+        ("STATE_DIR", "not-a-directory", 1, "STATE_DIR: cannot open the journal"),
+    ],
+    ids=["bad-setup-stops-gunicorn", "state-dir-failure-lets-gunicorn-retry"],
+)
+def test_a_worker_that_cannot_set_up_exits_with_the_status_gunicorn_needs(
+    env: dict[str, str], pki: TestPKI, tmp_path: Path, setting: str, value: str, status: int, message: str
+) -> None:
+    """Should a worker still fail to build the app (the master checked moments before), a bad
+    setup exits with gunicorn's "app failed to load" status (4), which stops gunicorn instead
+    of a restart loop; a STATE_DIR failure, which may pass (a full disk), exits 1, so gunicorn
+    replaces the worker."""
+    if setting == "STATE_DIR":
+        (tmp_path / value).write_text("")
+        value = str(tmp_path / value)
     result = subprocess.run(
         [sys.executable, "-c", "import sharepoint_proxy.wsgi"],
         cwd=ROOT,
-        env={"PATH": os.environ["PATH"], "REQUESTS_CA_BUNDLE": str(pki.ca_path),
-             **env, "DOCUMENT_LIBRARY": "Nowhere"},
+        env={"PATH": os.environ["PATH"], "REQUESTS_CA_BUNDLE": str(pki.ca_path), **env, setting: value},
         capture_output=True, text=True, timeout=60, check=False,
     )
-    assert result.returncode == 4, result.stderr
-    assert "DOCUMENT_LIBRARY: no library 'Nowhere'" in result.stderr
+    assert result.returncode == status, result.stderr
+    assert message in result.stderr
 
 
 def test_metrics_add_up_across_gunicorn_workers(
