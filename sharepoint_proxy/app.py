@@ -73,10 +73,6 @@ class Services:
         """Stop background work (it stays journaled) and close connections."""
         self.dispatcher.close()
 
-    def resolve_drive(self) -> None:
-        """Find the library now: ConfigError if unknown or the site is refused; an outage only logs."""
-        resolve_library(self.config, self.graph)
-
 
 @dataclass
 class Readiness:
@@ -121,7 +117,7 @@ class Readiness:
 def create_app(config: Config, *, services: Services | None = None) -> Flask:
     """Build the application around `services` (the production ones unless given)."""
     services = services or Services.from_config(config)
-    services.resolve_drive()
+    resolve_library(config, services.graph)  # ConfigError if unknown or refused; an outage only logs
     services.dispatcher.start()
     readiness = Readiness(services)
     app = Flask(__name__)

@@ -53,22 +53,17 @@ def resolve_library(config: Config, graph: GraphClient) -> None:
     log.info("drive.resolved", extra={"drive_id": drive.id, "library": drive.name, "url": drive.web_url})
 
 
-def open_state(config: Config) -> tuple[Journal, KeyLocks]:
-    """Open the journal and the lock directory in STATE_DIR, or raise ConfigError naming it."""
-    try:
-        return Journal(config.state_dir / JOURNAL_FILE), KeyLocks(config.state_dir / LOCKS_DIRECTORY)
-    except JournalError as exc:
-        raise ConfigError([f"STATE_DIR: {exc}"]) from exc
-
-
 def preflight(config: Config, *, retry_budget_seconds: float = PREFLIGHT_RETRY_SECONDS) -> None:
     """Check once what every worker needs: STATE_DIR, the certificate and key, the library.
 
     Raises ConfigError naming what to fix. Everything opened here is closed again, so
     nothing crosses the fork into the workers.
     """
-    journal, _ = open_state(config)
-    journal.close()
+    try:
+        Journal(config.state_dir / JOURNAL_FILE).close()
+        KeyLocks(config.state_dir / LOCKS_DIRECTORY)
+    except JournalError as exc:
+        raise ConfigError([f"STATE_DIR: {exc}"]) from exc
     tokens = TokenProvider(config)  # reads the certificate and key: ConfigError if they do not fit
     graph = GraphClient(config, tokens, retry_budget_seconds=retry_budget_seconds)
     try:
